@@ -1,0 +1,741 @@
+"""miiii: a one-block transformer that groks modular arithmetic, with backprop written by hand.
+
+Tasks, model (forward and backward), training loop and command line. Definitions follow
+SPEC.md (in the project's shared notes) and are summarised in README.md.
+
+    python miiii.py --task miiii --p 113          # the paper's configuration (CPU: hours)
+    python miiii.py --task nanda --p 23 --gpu     # the same code on CuPy
+
+Layout of this file: backend, tasks, parameters, layers (each a *_forward / *_backward pair),
+the whole model and its loss, the optimiser loop, run directories, command line.
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import grokfast
+
+# ============================================================================ backend
+# `xp` is the array module every hot-path function uses: numpy, or cupy after use_backend("cupy").
+# Host-side work (task tables, initial weights, logging) always uses numpy (`np`).
+xp = np
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line on stderr, exit code 2."""
+
+
+def use_backend(name):
+    """Select the array module: 'numpy' or 'cupy'. Raises UsageError if CuPy or a GPU is missing."""
+    global xp
+    if name == "numpy":
+        xp = np
+        return xp
+    if name != "cupy":
+        raise UsageError(f"unknown backend {name!r}")
+    try:
+        import cupy
+    except Exception:  # ImportError, or a CuPy that fails to load its CUDA libraries
+        raise UsageError("--gpu: CuPy is not installed (pip install cupy-cuda12x), run without --gpu")
+    try:
+        n_devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        n_devices = 0
+    if n_devices < 1:
+        raise UsageError("--gpu: no CUDA device found, run without --gpu")
+    xp = cupy
+    return xp
+
+
+def to_host(a):
+    """Copy an array of the current backend to a numpy array (the only device->host path)."""
+    return xp.asnumpy(a) if hasattr(xp, "asnumpy") else np.asarray(a)
+
+
+def to_device(a):
+    """Copy a numpy array to the current backend (the only host->device path)."""
+    return xp.asarray(a)
+
+
+# ============================================================================ tasks
+TASKS = ("miiii", "nanda", "basis", "masked", "divisible")
+MASKED_PRIMES = (2, 3, 5, 7)  # left out of the T_masked loss, still evaluated
+
+
+def primes_below(p):
+    """All primes q < p, ascending (sieve of Eratosthenes)."""
+    if p <= 2:
+        return []
+    sieve = np.ones(p, dtype=bool)
+    sieve[:2] = False
+    for q in range(2, int(math.isqrt(p - 1)) + 1):
+        if sieve[q]:
+            sieve[q * q::q] = False
+    return [int(q) for q in np.flatnonzero(sieve)]
+
+
+def is_prime(n):
+    return n >= 2 and all(n % q for q in range(2, int(math.isqrt(n)) + 1))
+
+
+def check_task_args(task, p, train_frac):
+    """Raise UsageError for a task that cannot be built; return a warning string or None."""
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
+    if not isinstance(p, (int, np.integer)) or isinstance(p, bool):
+        raise UsageError(f"p must be an integer, got {p!r}")
+    min_p = {"nanda": 2, "masked": 12}.get(task, 3)  # masked: needs a prime >= 11 left in the loss
+    if p < min_p:
+        why = {"nanda": "", "masked": " (primes 2, 3, 5, 7 are masked, so one more prime below p is needed)"}
+        raise UsageError(f"p = {p} is too small for task {task}: need p >= {min_p}{why.get(task, ' (a prime below p)')}")
+    if not 0.0 < train_frac < 1.0:
+        raise UsageError(f"train fraction must be in (0, 1), got {train_frac}")
+    n_train = int(round(train_frac * p * p))
+    if n_train < 1 or n_train > p * p - 1:
+        raise UsageError(f"train fraction {train_frac} leaves an empty train or validation split at p = {p}")
+    if task == "nanda" and not is_prime(p):
+        return f"warning: p = {p} is not prime; T_nanda is defined for prime p in the paper"
+    return None
+
+
+def make_task(task, p, train_frac=0.5, seed=0):
+    """All p*p inputs [x0, x1, '='] with their targets, loss weights and a seeded split.
+
+    Returns a dict: x (N, 3) int64, y (N, T) int64, moduli (the q of each task), classes (output
+    classes per task: q, or 2 for `divisible`), mask (T,) loss weights, train / valid index arrays,
+    and task, p, seed. Sample i stands for n = i = x0 + x1 * p (SPEC §1).
+    """
+    check_task_args(task, p, train_frac)
+    rng = np.random.default_rng(seed)
+    N = p * p
+    n = np.arange(N)
+    x0, x1 = n % p, n // p
+    x = np.stack([x0, x1, np.full(N, p)], axis=1)  # (N,) -> (N, 3); token p is '='
+    if task == "nanda":
+        moduli = [p]
+        y = ((x0 + x1) % p)[:, None]  # (N, 1)
+    else:
+        moduli = primes_below(p)
+        y = n[:, None] % np.array(moduli)[None, :]  # (N, T): n mod q for every prime q < p
+    classes = list(moduli)
+    if task == "divisible":
+        y = (y == 0).astype(np.int64)  # is q a divisor of n: two classes per prime
+        classes = [2] * len(moduli)
+    perm = rng.permutation(N)  # the split: first round(train_frac * N) train, rest valid
+    n_train = int(round(train_frac * N))
+    if task == "basis":
+        y = y[rng.permutation(N)]  # shuffle whole target rows across samples: no structure left
+    mask = np.ones(len(moduli))
+    if task == "masked":
+        mask[np.isin(moduli, MASKED_PRIMES)] = 0.0
+    return {
+        "task": task, "p": p, "seed": seed, "train_frac": train_frac,
+        "x": x.astype(np.int64), "y": y.astype(np.int64),
+        "moduli": moduli, "classes": classes, "mask": mask,
+        "train": np.sort(perm[:n_train]), "valid": np.sort(perm[n_train:]),
+    }
+
+
+# ============================================================================ parameters
+PARAM_NAMES = ("tok_emb", "pos_emb", "W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_U")
+
+
+def param_shapes(p, d, heads, classes):
+    """SPEC §2 names and shapes; each entry is (shape, fan_in) for He initialisation."""
+    dh = d // heads
+    C = int(sum(classes))
+    return {
+        "tok_emb": ((p + 1, d), d),
+        "pos_emb": ((3, d), d),
+        "W_Q": ((heads, d, dh), d),
+        "W_K": ((heads, d, dh), d),
+        "W_V": ((heads, d, dh), d),
+        "W_O": ((heads, dh, d), d),
+        "W_in": ((d, 4 * d), d),
+        "W_out": ((4 * d, d), 4 * d),
+        "W_U": ((d, C), d),
+    }
+
+
+def init_params(p, d, heads, moduli, seed=0):
+    """He-normal float32 weights from a seeded host generator (identical on CPU and GPU runs).
+
+    `moduli` is the number of output classes of each task head (q, or 2 for `divisible`).
+    """
+    if d % heads:
+        raise UsageError(f"d = {d} is not divisible by heads = {heads}")
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, (shape, fan_in) in param_shapes(p, d, heads, moduli).items():
+        params[name] = (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
+    return params
+
+
+# ============================================================================ layers
+# Every layer is a *_forward returning (out, cache) and a *_backward taking (dout, cache).
+#
+# The fixed 3-token shape is exploited throughout, exactly (no approximation):
+# - one block means only the last position ('=') reaches the logits, so the query, the residual
+#   stream after attention, the MLP and the unembedding are computed at that position alone;
+# - the last token is always '=' at position 2, so its embedding, query, key and value are one
+#   row shared by all samples;
+# - positions 0 and 1 hold one of p+1 tokens, so their keys and values are projected once per
+#   possible token (tables of V = p+1 rows) and gathered per sample, instead of N matmuls.
+
+
+def embedding_forward(tok_emb, pos_emb):
+    """Every row z0 can hold: z_in[t, v] = tok_emb[v] + pos_emb[t] for the inputs, z_eq at '='."""
+    z_in = tok_emb[None, :, :] + pos_emb[:2, None, :]  # (V, d), (2, d) -> (2, V, d)
+    z_eq = tok_emb[-1] + pos_emb[2]  # (d,): the '=' token at position 2
+    return (z_in, z_eq), None
+
+
+def embedding_backward(dz, cache):
+    dz_in, dz_eq = dz
+    dtok_emb = dz_in.sum(axis=0)  # (2, V, d) -> (V, d)
+    dtok_emb[-1] += dz_eq
+    dpos_emb = xp.concatenate([dz_in.sum(axis=1), dz_eq[None]], axis=0)  # (2, d) + (1, d) -> (3, d)
+    return {"tok_emb": dtok_emb, "pos_emb": dpos_emb}
+
+
+def one_hot(index, depth, dtype):
+    """(N,) ints -> (N, depth) one-hot rows; used to scatter-add per-sample rows into token tables."""
+    return (index[:, None] == xp.arange(depth)[None, :]).astype(dtype)
+
+
+def attention_forward(z, x, W_Q, W_K, W_V, W_O):
+    """Multi-head attention read at '=': out[n] = sum_h softmax(q_h . k_h / sqrt(dh)) v_h W_O[h]."""
+    z_in, z_eq = z
+    heads, d, dh = W_Q.shape
+    N = x.shape[0]
+    scale = 1.0 / math.sqrt(dh)
+    q = xp.einsum("d,hde->he", z_eq, W_Q)  # (d,) -> (h, dh): the one query, from '='
+    k_eq = xp.einsum("d,hde->he", z_eq, W_K)  # (h, dh)
+    v_eq = xp.einsum("d,hde->he", z_eq, W_V)  # (h, dh)
+    k_in = xp.einsum("tvd,hde->tvhe", z_in, W_K)  # (2, V, d) -> (2, V, h, dh): keys of every token
+    v_in = xp.einsum("tvd,hde->tvhe", z_in, W_V)  # (2, V, h, dh)
+    s_in = xp.einsum("he,tvhe->tvh", q, k_in) * scale  # (2, V, h): score of each token per position
+    s_eq = (q * k_eq).sum(axis=-1) * scale  # (h,)
+    scores = xp.stack([s_in[0][x[:, 0]], s_in[1][x[:, 1]],  # gather -> (N, h) each
+                       xp.broadcast_to(s_eq, (N, heads))], axis=1)  # -> (N, 3, h)
+    scores = scores - scores.max(axis=1, keepdims=True)
+    att = xp.exp(scores)
+    att /= att.sum(axis=1, keepdims=True)  # (N, 3, h): softmax over the 3 key positions
+    v0 = v_in[0][x[:, 0]]  # (N, h, dh)
+    v1 = v_in[1][x[:, 1]]  # (N, h, dh)
+    a = att[:, 0, :, None] * v0 + att[:, 1, :, None] * v1 + att[:, 2, :, None] * v_eq  # (N, h, dh)
+    out = a.reshape(N, heads * dh) @ W_O.reshape(heads * dh, d)  # (N, h*dh) -> (N, d): heads summed
+    cache = (z, x, W_Q, W_K, W_V, W_O, q, k_in, k_eq, v_eq, v0, v1, att, a)
+    return out, cache
+
+
+def attention_backward(dout, cache):
+    (z_in, z_eq), x, W_Q, W_K, W_V, W_O, q, k_in, k_eq, v_eq, v0, v1, att, a = cache
+    heads, d, dh = W_Q.shape
+    N, V = x.shape[0], z_in.shape[1]
+    scale = 1.0 / math.sqrt(dh)
+    dW_O = (a.reshape(N, heads * dh).T @ dout).reshape(heads, dh, d)  # (h*dh, N) @ (N, d)
+    da = (dout @ W_O.reshape(heads * dh, d).T).reshape(N, heads, dh)  # (N, d) -> (N, h, dh)
+    # through a = sum_t att_t v_t
+    datt = xp.stack([(da * v0).sum(-1), (da * v1).sum(-1),
+                     xp.einsum("nhe,he->nh", da, v_eq)], axis=1)  # (N, h) each -> (N, 3, h)
+    hot0, hot1 = one_hot(x[:, 0], V, da.dtype), one_hot(x[:, 1], V, da.dtype)  # (N, V) each
+    # scatter-add the per-sample value grads into the token tables: (V, N) @ (N, h*dh)
+    dv_in = xp.stack([hot0.T @ (att[:, 0, :, None] * da).reshape(N, heads * dh),
+                      hot1.T @ (att[:, 1, :, None] * da).reshape(N, heads * dh)])  # (2, V, h*dh)
+    dv_in = dv_in.reshape(2, V, heads, dh)
+    dv_eq = xp.einsum("nh,nhe->he", att[:, 2], da)  # (h, dh)
+    # softmax backward over the 3 positions
+    dscores = att * (datt - (att * datt).sum(axis=1, keepdims=True)) * scale  # (N, 3, h)
+    ds_in = xp.stack([hot0.T @ dscores[:, 0], hot1.T @ dscores[:, 1]])  # (2, V, h)
+    ds_eq = dscores[:, 2].sum(axis=0)  # (h,)
+    # through the scores s = q . k
+    dq = xp.einsum("tvh,tvhe->he", ds_in, k_in) + ds_eq[:, None] * k_eq  # (h, dh)
+    dk_in = ds_in[..., None] * q  # (2, V, h, dh)
+    dk_eq = ds_eq[:, None] * q  # (h, dh)
+    # through the projections of the embedding rows
+    dW_Q = xp.einsum("d,he->hde", z_eq, dq)
+    dW_K = xp.einsum("tvd,tvhe->hde", z_in, dk_in) + xp.einsum("d,he->hde", z_eq, dk_eq)
+    dW_V = xp.einsum("tvd,tvhe->hde", z_in, dv_in) + xp.einsum("d,he->hde", z_eq, dv_eq)
+    dz_in = xp.einsum("tvhe,hde->tvd", dk_in, W_K) + xp.einsum("tvhe,hde->tvd", dv_in, W_V)  # (2, V, d)
+    dz_eq = (xp.einsum("he,hde->d", dq, W_Q) + xp.einsum("he,hde->d", dk_eq, W_K)
+             + xp.einsum("he,hde->d", dv_eq, W_V))  # (d,)
+    grads = {"W_Q": dW_Q, "W_K": dW_K, "W_V": dW_V, "W_O": dW_O}
+    return (dz_in, dz_eq), grads
+
+
+def dropout_forward(h, rate, rng):
+    """Inverted dropout: zero a share `rate` of entries and scale the rest by 1 / (1 - rate)."""
+    if rate == 0.0 or rng is None:
+        return h, None
+    keep = rng.random(h.shape, dtype=np.float32) >= rate  # float32 uniforms: half the draw cost
+    mask = keep.astype(h.dtype) * (1.0 / (1.0 - rate))
+    return h * mask, mask
+
+
+def dropout_backward(dout, mask):
+    return dout if mask is None else dout * mask
+
+
+def mlp_forward(z1, W_in, W_out):
+    """hid = relu(z1 W_in) (the 'neurons'), out = hid W_out."""
+    hid = z1 @ W_in  # (N, d) -> (N, 4d)
+    xp.maximum(hid, 0, out=hid)  # relu in place
+    out = hid @ W_out  # (N, 4d) -> (N, d)
+    return out, (z1, W_in, W_out, hid)
+
+
+def mlp_backward(dout, cache):
+    z1, W_in, W_out, hid = cache
+    dW_out = hid.T @ dout  # (4d, N) @ (N, d)
+    dhid = dout @ W_out.T  # (N, d) -> (N, 4d)
+    xp.multiply(dhid, hid > 0, out=dhid)  # relu: hid > 0 exactly where its input was > 0
+    dW_in = z1.T @ dhid  # (d, N) @ (N, 4d)
+    dz1 = dhid @ W_in.T  # (N, 4d) -> (N, d)
+    return dz1, {"W_in": dW_in, "W_out": dW_out}
+
+
+def unembed_forward(z2, W_U):
+    return z2 @ W_U, (z2, W_U)  # (N, d) -> (N, C): all task heads side by side
+
+
+def unembed_backward(dlogits, cache):
+    z2, W_U = cache
+    return dlogits @ W_U.T, {"W_U": z2.T @ dlogits}  # (N, C) -> (N, d); (d, N) @ (N, C)
+
+
+# ---------------------------------------------------------------------------- task heads
+_layouts = {}
+
+
+def head_layout(classes):
+    """Column bookkeeping for the task heads of widths `classes`, on the current backend (cached)."""
+    key = (tuple(int(q) for q in classes), xp.__name__)
+    if key not in _layouts:
+        widths = np.array(key[0])
+        offsets = np.concatenate([[0], np.cumsum(widths)[:-1]])
+        qmax = int(widths.max())
+        j = np.arange(qmax)[None, :]
+        # padded (T, qmax) view of the columns; short heads repeat their last column (harmless for max)
+        pad_index = offsets[:, None] + np.minimum(j, widths[:, None] - 1)
+        _layouts[key] = {
+            "classes": [int(q) for q in widths],
+            "offsets": offsets, "offsets_xp": to_device(offsets),
+            "pad_index": to_device(pad_index), "pad_valid": to_device(j < widths[:, None]),
+            "log_q": np.log(widths.astype(np.float64)),
+        }
+    return _layouts[key]
+
+
+def segment_reduce(kind, a, layout):
+    """Reduce (N, C) over each task's columns -> (N, T); kind is 'max' or 'sum'.
+
+    NumPy has ufunc.reduceat, fast on the CPU; other backends (CuPy) take a padded gather.
+    """
+    if xp is np:
+        ufunc = np.maximum if kind == "max" else np.add
+        return ufunc.reduceat(a, layout["offsets"], axis=1)
+    padded = a[:, layout["pad_index"]]  # (N, C) -> (N, T, qmax)
+    if kind == "max":
+        return padded.max(axis=-1)
+    return xp.where(layout["pad_valid"], padded, 0).sum(axis=-1)
+
+
+def segment_expand(a, layout):
+    """(N, T) -> (N, C): each task's value repeated over its columns."""
+    return xp.repeat(a, layout["classes"], axis=1)
+
+
+def task_weights(classes, mask=None):
+    """Loss weight of each task: m_t / ln(q_t) / sum m (chance level 1.0 for every task)."""
+    log_q = np.log(np.asarray(classes, dtype=np.float64))
+    m = np.ones(len(classes)) if mask is None else np.asarray(to_host(xp.asarray(mask)), dtype=np.float64)
+    if m.sum() <= 0:
+        raise UsageError("every task has loss weight 0")
+    return m / log_q / m.sum()
+
+
+def cross_entropy_forward(logits, y, classes, mask=None):
+    """SPEC §3 multi-task loss in float64: sum_t m_t CE_t / ln q_t / sum_t m_t.
+
+    Log-softmax and its gradient are computed in float64 (float32 saturates near zero loss).
+    Returns (loss, cache); cache["nll"] holds -log softmax at each target, (N, T), for logging.
+    """
+    layout = head_layout(classes)
+    N = logits.shape[0]
+    head_max = segment_reduce("max", logits, layout).astype(xp.float64)  # (N, C) -> (N, T)
+    shifted = logits.astype(xp.float64)  # (N, C), float64 from here on
+    shifted -= segment_expand(head_max, layout)  # every head's largest entry is now 0
+    target = y + layout["offsets_xp"][None, :]  # (N, T): column of each target
+    rows = xp.arange(N)[:, None]
+    target_shifted = shifted[rows, target]  # (N, T)
+    exp = xp.exp(shifted, out=shifted)  # in place; each head holds exp(0) = 1, so no sum underflows
+    sums = segment_reduce("sum", exp, layout)  # (N, T)
+    nll = xp.log(sums) - target_shifted  # (N, T): -log softmax at the target
+    weights = to_device(task_weights(classes, mask))  # (T,)
+    loss = float((nll.mean(axis=0) * weights).sum())
+    cache = {"exp": exp, "sums": sums, "target": target, "rows": rows, "weights": weights,
+             "layout": layout, "nll": nll, "dtype": logits.dtype}
+    return loss, cache
+
+
+def cross_entropy_backward(cache):
+    """d loss / d logits = w_t / N * (softmax - onehot(target)), cast back to the logits' dtype."""
+    exp, sums, weights = cache["exp"], cache["sums"], cache["weights"]
+    scale = weights / exp.shape[0]  # (T,)
+    dlogits = exp * segment_expand(scale / sums, cache["layout"])  # (N, C): w_t / N * softmax, float64
+    dlogits[cache["rows"], cache["target"]] -= scale[None, :]  # each row's targets sit in distinct heads
+    return dlogits.astype(cache["dtype"])
+
+
+def head_accuracy(logits, y, classes):
+    """(N, T) bool: does each head's argmax equal its target (first index wins ties)."""
+    layout = head_layout(classes)
+    padded = logits[:, layout["pad_index"]]  # (N, T, qmax); repeated columns never win a tie
+    return padded.argmax(axis=-1) == y
+
+
+# ============================================================================ the model
+def forward(params, x, dropout=0.0, rng=None):
+    """Logits (N, C) for inputs x (N, 3) = [x0, x1, '=']; dropout needs a generator `rng`.
+
+    Returns (logits, cache); cache["hid"] holds the MLP activations at '=' (the neurons).
+    """
+    z, emb_cache = embedding_forward(params["tok_emb"], params["pos_emb"])
+    attn, attn_cache = attention_forward(z, x, params["W_Q"], params["W_K"], params["W_V"], params["W_O"])
+    z1, drop1 = dropout_forward(z[1] + attn, dropout, rng)  # (N, d): residual at '=' after attention
+    mlp, mlp_cache = mlp_forward(z1, params["W_in"], params["W_out"])
+    z2, drop2 = dropout_forward(z1 + mlp, dropout, rng)  # (N, d): residual after the MLP
+    logits, unembed_cache = unembed_forward(z2, params["W_U"])
+    cache = {"emb": emb_cache, "attn": attn_cache, "drop1": drop1, "mlp": mlp_cache,
+             "drop2": drop2, "unembed": unembed_cache, "hid": mlp_cache[3]}
+    return logits, cache
+
+
+def backward(dlogits, cache):
+    """Gradients of every parameter, given d loss / d logits; the reverse of forward()."""
+    dz2, grads = unembed_backward(dlogits, cache["unembed"])
+    dz2 = dropout_backward(dz2, cache["drop2"])
+    dz1, mlp_grads = mlp_backward(dz2, cache["mlp"])
+    dz1 += dz2  # the residual around the MLP
+    dz1 = dropout_backward(dz1, cache["drop1"])
+    (dz_in, dz_eq), attn_grads = attention_backward(dz1, cache["attn"])
+    dz_eq = dz_eq + dz1.sum(axis=0)  # the residual around attention: z_eq was added to every sample
+    grads.update(mlp_grads)
+    grads.update(attn_grads)
+    grads.update(embedding_backward((dz_in, dz_eq), cache["emb"]))
+    return {name: grads[name] for name in PARAM_NAMES}
+
+
+def loss_and_grads(params, x, y, moduli, mask=None, dropout=0.0, rng=None):
+    """The SPEC §3 loss on (x, y) and its gradient for every parameter.
+
+    `moduli`: output classes per task head (q, or 2 for `divisible`); `mask`: loss weights (T,).
+    """
+    logits, cache = forward(params, x, dropout=dropout, rng=rng)
+    loss, ce_cache = cross_entropy_forward(logits, y, moduli, mask)
+    return loss, backward(cross_entropy_backward(ce_cache), cache)
+
+
+def evaluate(params, x, y, classes, index_sets):
+    """Per-task loss (CE / ln q) and accuracy, dropout off, for each index set; host numpy arrays."""
+    logits, _ = forward(params, x)
+    _, ce_cache = cross_entropy_forward(logits, y, classes)
+    nll, correct = ce_cache["nll"], head_accuracy(logits, y, classes)  # (N, T) each
+    log_q = head_layout(classes)["log_q"]
+    out = []
+    for idx in index_sets:  # train and valid: two sets, not a loop over data
+        out.append((to_host(nll[idx].mean(axis=0)) / log_q, to_host(correct[idx].mean(axis=0))))
+    return out
+
+
+# ============================================================================ training
+DEFAULTS = {
+    "task": "miiii", "p": 113, "d": 256, "heads": 4, "lr": 3e-4, "wd": 1.0 / 3.0, "dropout": 0.1,
+    "lamb": 0.5, "alpha": 0.98, "filter": "ema", "window": 100, "train_frac": 0.5,
+    "epochs": 65536, "seed": 0, "b1": 0.9, "b2": 0.98, "eps": 1e-8, "log_every": 0, "gpu": False,
+}
+
+
+def log_epochs(epochs, log_every):
+    """Epochs (= optimiser steps done) at which metrics are logged: 0, powers of two, every k, the end.
+
+    log_every = 0 picks k = max(10, epochs // 1000), which keeps evaluation (a forward pass over all
+    p^2 inputs, ~2/3 of a training step) under 10 % of the training time.
+    """
+    k = log_every if log_every > 0 else max(10, epochs // 1000)
+    marks = {0, epochs} | set(range(0, epochs + 1, k))
+    marks |= {2 ** i for i in range(int(math.log2(max(epochs, 1))) + 1)}
+    return np.array(sorted(e for e in marks if e <= epochs), dtype=np.int64)
+
+
+def dropout_rng(seed, epoch):
+    """Dropout generator for one epoch, seeded from (seed, epoch): a resumed run draws the same masks."""
+    if xp is np:
+        return np.random.default_rng([seed, epoch])
+    return xp.random.default_rng(seed * 1_000_003 + epoch)  # CuPy's generator takes one integer
+
+
+class Progress:
+    """A progress line on stderr: rewritten in place on a terminal, one line every few seconds otherwise."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total, self.stream = total, stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.every = 0.2 if self.tty else 5.0
+        self.start = self.last = time.time()
+
+    def update(self, epoch, loss, valid_acc, force=False):
+        now = time.time()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        rate = epoch / max(now - self.start, 1e-9)
+        eta = (self.total - epoch) / rate if rate > 0 else float("inf")
+        acc = "" if valid_acc is None else f"  valid acc min {valid_acc.min():.3f} mean {valid_acc.mean():.3f}"
+        line = (f"epoch {epoch}/{self.total}  loss {loss:.4f}{acc}  {rate:.2f} ep/s  "
+                f"ETA {format_seconds(eta)}")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(100)[:150] + ("\n" if epoch >= self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def format_seconds(s):
+    if not math.isfinite(s):
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def train(config, progress=True, on_log=None):
+    """Train from a config dict (keys of DEFAULTS); returns (params as numpy arrays, metrics dict).
+
+    Full batch: one AdamW step per epoch on every training sample. Metrics are per task, logged at
+    log_epochs(); `on_log(epoch, params, metrics)` is called at each, if given.
+    """
+    cfg = {**DEFAULTS, **config}
+    task = make_task(cfg["task"], cfg["p"], cfg["train_frac"], cfg["seed"])
+    classes, T = task["classes"], len(task["classes"])
+    host_params = init_params(cfg["p"], cfg["d"], cfg["heads"], classes, cfg["seed"])
+    params = {name: to_device(w) for name, w in host_params.items()}
+    x, y = to_device(task["x"]), to_device(task["y"])
+    train_idx, valid_idx = to_device(task["train"]), to_device(task["valid"])
+    x_train, y_train = x[train_idx], y[train_idx]
+    mask = to_device(task["mask"])
+    opt = grokfast.adamw_init(params)
+    filt = grokfast.init_filter(cfg["filter"], params, cfg["window"])
+    epochs = int(cfg["epochs"])
+    logged = log_epochs(epochs, int(cfg["log_every"]))
+    metrics = {key: np.zeros((len(logged), T)) for key in ("train_loss", "valid_loss", "train_acc", "valid_acc")}
+    metrics["epochs"] = logged
+    step_loss = np.zeros(epochs)
+    bar = Progress(epochs) if progress else None
+    valid_acc, li, loss = None, 0, float("nan")
+    for epoch in range(epochs + 1):
+        if li < len(logged) and logged[li] == epoch:  # metrics after `epoch` steps, dropout off
+            (tl, ta), (vl, va) = evaluate(params, x, y, classes, (train_idx, valid_idx))
+            metrics["train_loss"][li], metrics["train_acc"][li] = tl, ta
+            metrics["valid_loss"][li], metrics["valid_acc"][li] = vl, va
+            valid_acc = va
+            li += 1
+            if on_log is not None:
+                on_log(epoch, params, metrics)
+        if epoch == epochs:
+            break
+        loss, grads = loss_and_grads(params, x_train, y_train, classes, mask,
+                                     dropout=cfg["dropout"], rng=dropout_rng(cfg["seed"], epoch))
+        step_loss[epoch] = loss
+        grokfast.apply_filter(cfg["filter"], grads, filt, alpha=cfg["alpha"], lamb=cfg["lamb"])
+        grokfast.adamw_step(params, grads, opt, lr=cfg["lr"], b1=cfg["b1"], b2=cfg["b2"],
+                            eps=cfg["eps"], wd=cfg["wd"])
+        if bar:
+            bar.update(epoch + 1, loss, valid_acc)
+    if bar:
+        bar.update(epochs, loss, valid_acc, force=True)
+    metrics["step_loss"] = step_loss
+    return {name: to_host(w) for name, w in params.items()}, metrics
+
+
+# ============================================================================ run directories
+RESULT_KEYS = ("task", "p", "d", "heads", "lr", "wd", "dropout", "lamb", "alpha", "filter", "window",
+               "train_frac", "epochs", "seed", "b1", "b2", "eps", "log_every", "gpu")
+
+
+def config_hash(cfg):
+    """Short hash of every setting that changes the result (the output path is not one of them)."""
+    blob = json.dumps({k: cfg[k] for k in RESULT_KEYS}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+def run_config(cfg):
+    """The config.json contents: every setting, the moduli and classes, the split."""
+    task = make_task(cfg["task"], cfg["p"], cfg["train_frac"], cfg["seed"])
+    return {
+        **{k: cfg[k] for k in RESULT_KEYS},
+        "moduli": task["moduli"], "classes": task["classes"], "mask": task["mask"].tolist(),
+        "split_seed": cfg["seed"], "n_train": int(len(task["train"])), "n_valid": int(len(task["valid"])),
+        "backend": "cupy" if cfg["gpu"] else "numpy", "config_hash": config_hash(cfg),
+    }
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path, write):
+    """Write a file via `write(fileobj)` to a temporary name beside it, then rename into place."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_json(path, obj):
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+def save_npz(path, arrays):
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def prepare_out(cfg, out, force):
+    """Check that `out` may receive this run; raises UsageError before anything is written."""
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            raise UsageError(f"--out {out} exists and is not a directory")
+        cfg_path = os.path.join(out, "config.json")
+        same = False
+        if os.path.exists(cfg_path):
+            try:
+                with open(cfg_path) as f:
+                    old = json.load(f)
+                same = all(old.get(k) == cfg[k] for k in RESULT_KEYS)
+            except (OSError, ValueError):
+                same = False
+        if not same and os.listdir(out) and not force:
+            raise UsageError(f"--out {out} exists and is not a run of this config (use --force to overwrite)")
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):  # the nearest existing ancestor is where mkdir will write
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"--out {out} is not writable")
+
+
+def write_run(out, cfg, params, metrics):
+    os.makedirs(out, exist_ok=True)
+    save_npz(os.path.join(out, "metrics.npz"), metrics)
+    save_npz(os.path.join(out, "params.npz"), params)
+    save_json(os.path.join(out, "config.json"), run_config(cfg))
+
+
+# ============================================================================ command line
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser():
+    D = DEFAULTS
+    ap = OneLineParser(prog="miiii.py", description="Train a one-block transformer on modular arithmetic "
+                       "tasks (hand-written backprop, NumPy or CuPy). Defaults are the paper's.")
+    ap.add_argument("--task", default=D["task"], help=f"one of {', '.join(TASKS)} (default: %(default)s)")
+    ap.add_argument("--p", type=int, default=D["p"], help="base p: inputs 0 <= x0, x1 < p (default: %(default)s)")
+    ap.add_argument("--d", type=int, default=D["d"], help="model width (default: %(default)s)")
+    ap.add_argument("--heads", type=int, default=D["heads"], help="attention heads (default: %(default)s)")
+    ap.add_argument("--lr", type=float, default=D["lr"], help="AdamW learning rate (default: %(default)s)")
+    ap.add_argument("--wd", type=float, default=D["wd"], help="AdamW weight decay (default: 1/3)")
+    ap.add_argument("--dropout", type=float, default=D["dropout"], help="dropout rate (default: %(default)s)")
+    ap.add_argument("--lamb", type=float, default=D["lamb"], help="GrokFast lambda (default: %(default)s)")
+    ap.add_argument("--alpha", type=float, default=D["alpha"], help="GrokFast-EMA alpha (default: %(default)s)")
+    ap.add_argument("--filter", default=D["filter"], help="gradient filter: ema, ma or none (default: %(default)s)")
+    ap.add_argument("--window", type=int, default=D["window"], help="GrokFast-MA window (default: %(default)s)")
+    ap.add_argument("--train-frac", type=float, default=D["train_frac"], help="share of pairs trained on "
+                    "(default: %(default)s)")
+    ap.add_argument("--epochs", type=int, default=D["epochs"], help="full-batch steps (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=D["seed"], help="seed of weights, split and dropout "
+                    "(default: %(default)s)")
+    ap.add_argument("--b1", type=float, default=D["b1"], help="AdamW beta1 (default: %(default)s)")
+    ap.add_argument("--b2", type=float, default=D["b2"], help="AdamW beta2 (default: %(default)s)")
+    ap.add_argument("--eps", type=float, default=D["eps"], help="AdamW epsilon (default: %(default)s)")
+    ap.add_argument("--log-every", type=int, default=D["log_every"], help="log metrics every k epochs, "
+                    "besides epochs 0, 1, 2, 4, ... (default 0: k = max(10, epochs/1000))")
+    ap.add_argument("--out", default=None, help="run directory (default: runs/<task>-p<p>-<config hash>)")
+    ap.add_argument("--force", action="store_true", help="overwrite --out even if it holds another run")
+    ap.add_argument("--gpu", action="store_true", help="run on a CUDA GPU with CuPy")
+    ap.add_argument("--quiet", action="store_true", help="no progress line")
+    return ap
+
+
+def validate(cfg):
+    """Check every setting; raise UsageError with one line for the first bad one. Returns a warning or None."""
+    checks = [
+        (cfg["d"] >= 1, f"--d must be >= 1, got {cfg['d']}"),
+        (cfg["heads"] >= 1, f"--heads must be >= 1, got {cfg['heads']}"),
+        (cfg["heads"] < 1 or cfg["d"] % cfg["heads"] == 0,
+         f"--d {cfg['d']} is not divisible by --heads {cfg['heads']}"),
+        (cfg["lr"] > 0 and math.isfinite(cfg["lr"]), f"--lr must be a positive number, got {cfg['lr']}"),
+        (cfg["wd"] >= 0 and math.isfinite(cfg["wd"]), f"--wd must be >= 0, got {cfg['wd']}"),
+        (0.0 <= cfg["dropout"] < 1.0, f"--dropout must be in [0, 1), got {cfg['dropout']}"),
+        (cfg["lamb"] >= 0 and math.isfinite(cfg["lamb"]), f"--lamb must be >= 0, got {cfg['lamb']}"),
+        (0.0 <= cfg["alpha"] < 1.0, f"--alpha must be in [0, 1), got {cfg['alpha']}"),
+        (cfg["filter"] in ("ema", "ma", "none"), f"--filter must be ema, ma or none, got {cfg['filter']!r}"),
+        (cfg["window"] >= 1, f"--window must be >= 1, got {cfg['window']}"),
+        (cfg["epochs"] >= 0, f"--epochs must be >= 0, got {cfg['epochs']}"),
+        (cfg["seed"] >= 0, f"--seed must be >= 0, got {cfg['seed']}"),
+        (0.0 <= cfg["b1"] < 1.0 and 0.0 <= cfg["b2"] < 1.0, "--b1 and --b2 must be in [0, 1)"),
+        (cfg["eps"] > 0, f"--eps must be > 0, got {cfg['eps']}"),
+        (cfg["log_every"] >= 0, f"--log-every must be >= 0, got {cfg['log_every']}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    return check_task_args(cfg["task"], cfg["p"], cfg["train_frac"])
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        cfg = {k: getattr(args, k) for k in DEFAULTS}
+        warning = validate(cfg)
+        out = args.out or os.path.join("runs", f"{cfg['task']}-p{cfg['p']}-{config_hash(cfg)}")
+        prepare_out(cfg, out, args.force)
+        if cfg["gpu"]:
+            use_backend("cupy")
+    except UsageError as e:
+        print(f"miiii.py: error: {e}", file=sys.stderr)
+        return 2
+    if warning:
+        print(warning, file=sys.stderr)
+    print(f"run directory: {out}", file=sys.stderr)
+    try:
+        params, metrics = train(cfg, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing written", file=sys.stderr)
+        return 130
+    write_run(out, cfg, params, metrics)
+    va = metrics["valid_acc"][-1]
+    print(f"done: valid acc min {va.min():.3f} mean {va.mean():.3f}; wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
