@@ -517,11 +517,22 @@ def format_seconds(s):
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def train(config, progress=True, on_log=None):
+def call_hooks(hooks, kind, epoch, *args):
+    """Call hook `kind` of every hook dict that has one (and, for snapshots, wants this epoch)."""
+    for hook in hooks:
+        if kind in hook and (kind != "snapshot" or epoch in hook["snapshot_epochs"]):
+            hook[kind](epoch, *args)
+
+
+def train(config, progress=True, hooks=()):
     """Train from a config dict (keys of DEFAULTS); returns (params as numpy arrays, metrics dict).
 
     Full batch: one AdamW step per epoch on every training sample. Metrics are per task, logged at
-    log_epochs(); `on_log(epoch, params, metrics)` is called at each, if given.
+    log_epochs(). `hooks` is a sequence of dicts of optional callbacks (how analysis plugs in):
+      "log": f(epoch, params, metrics)     at every logged epoch, after its metrics are filled in
+      "grads": f(epoch, grads)             at every logged epoch < epochs: the raw (unfiltered) gradient
+      "snapshot": f(epoch, params), with "snapshot_epochs": a set of epochs at which to call it
+    Epoch e means "after e optimiser steps". Hooks must not change params or grads.
     """
     cfg = {**DEFAULTS, **config}
     task = make_task(cfg["task"], cfg["p"], cfg["train_frac"], cfg["seed"])
@@ -548,13 +559,18 @@ def train(config, progress=True, on_log=None):
             metrics["valid_loss"][li], metrics["valid_acc"][li] = vl, va
             valid_acc = va
             li += 1
-            if on_log is not None:
-                on_log(epoch, params, metrics)
+            call_hooks(hooks, "log", epoch, params, metrics)
+            logged_now = True
+        else:
+            logged_now = False
+        call_hooks(hooks, "snapshot", epoch, params)
         if epoch == epochs:
             break
         loss, grads = loss_and_grads(params, x_train, y_train, classes, mask,
                                      dropout=cfg["dropout"], rng=dropout_rng(cfg["seed"], epoch))
         step_loss[epoch] = loss
+        if logged_now:
+            call_hooks(hooks, "grads", epoch, grads)
         grokfast.apply_filter(cfg["filter"], grads, filt, alpha=cfg["alpha"], lamb=cfg["lamb"])
         grokfast.adamw_step(params, grads, opt, lr=cfg["lr"], b1=cfg["b1"], b2=cfg["b2"],
                             eps=cfg["eps"], wd=cfg["wd"])
