@@ -113,5 +113,7 @@ def apply_filter(kind, grads, state, alpha=0.98, lamb=0.5):
         return ema_filter(grads, state, alpha=alpha, lamb=lamb)
     if kind == "ma":
         return ma_filter(grads, state, lamb=lamb)
+    if kind != "none":
+        raise ValueError(f"unknown gradient filter {kind!r} (expected ema, ma or none)")
     return grads
 

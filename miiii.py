@@ -274,8 +274,10 @@ def attention_backward(dout, cache):
 
 def dropout_forward(h, rate, rng):
     """Inverted dropout: zero a share `rate` of entries and scale the rest by 1 / (1 - rate)."""
-    if rate == 0.0 or rng is None:
+    if rate == 0.0:
         return h, None
+    if rng is None:
+        raise ValueError("dropout > 0 needs a generator `rng` (see dropout_rng)")
     keep = rng.random(h.shape, dtype=np.float32) >= rate  # float32 uniforms: half the draw cost
     mask = keep.astype(h.dtype) * (1.0 / (1.0 - rate))
     return h * mask, mask
