@@ -58,6 +58,15 @@ and r = the share of active (neuron, w) pairs among live neurons, w is active in
 C(w) > n r + 4 sqrt(n r (1 - r)): four binomial standard deviations above what neurons picking
 frequencies at random would give (SPEC §5). Their number through training is the Omega-spike series.
 
+Mixing frequencies (our addition). The w with k0 != 0 and k1 != 0 (`interaction_mask`): waves that
+depend on x0 and x1 together. What to expect: a freshly initialised one-block model computes, per
+neuron, roughly relu(f(x0) + g(x1) + c), whose power sits on the axes (k0 = 0 or k1 = 0), so under
+the rule above all p - 1 axis frequencies are active in the model at epoch 0 (112 at p = 113,
+d = 256), where the talk's Table 1 has 0 at epochs 256 and 1024. The mixing count starts at 0 and rises as the model
+generalises; in a T_nanda run at p = 59 (d = 64, 2000 epochs, grokked at epoch 300) the model went
+from 58 axis + 0 mixing to 10 axis + 8 mixing frequencies, the mixing ones at (k, k) and (p - k, k)
+for its key frequencies k. The report and analysis.json give both counts.
+
 Attention (h, 3, p, p). Per head, the softmax weights from the '=' query to the keys at x0, x1 and
 '=' (the only query that reaches the logits in a one-block model), as grids [x0, x1].
 
@@ -65,12 +74,13 @@ During training (`training_hooks`)
 ----------------------------------
 * Snapshots of C(w), live neurons, r, the model-level active set and its size at `snapshot_epochs`:
   0, the last epoch, the Table-1 epochs 256 .. 65536 that are reached, and round(2^(i/8)) for all i
-  (8 per octave; rounding merges the first few) -- 112 snapshots in a 65,536-epoch run, 50 in 300.
+  (8 per octave, `per_octave` to change; rounding merges the first few) -- 112 snapshots in a
+  65,536-epoch run, 50 in 300.
   Only C(w) and these counts are stored, never raw activations.
 * The L2 norm of each parameter's raw (unfiltered) gradient at every logged epoch < the last
   (no gradient is computed after the last step); the gradient at epoch e is the one of step e -> e+1.
 * A copy of the parameters at each Table-1 epoch reached.
-Hooks only read params and grads (the parameter copies are copies), draw no random numbers and
+Hooks only read params and grads (the saved parameters are copies), draw no random numbers and
 run nothing at other epochs, so training gives bit-identical weights with and without them.
 
 Files written into the run directory (plain numpy arrays, atomic writes)
@@ -82,7 +92,6 @@ Files written into the run directory (plain numpy arrays, atomic writes)
 
 Grokking epoch of a task: the first logged epoch at which its validation accuracy is >= 0.99.
 """
-import argparse
 import json
 import math
 import os
@@ -234,6 +243,11 @@ def frequency_index(p):
     return np.stack([k0[keep], k1[keep]], axis=1).astype(np.int64)  # (F, 2), row-major order of the grid
 
 
+def interaction_mask(p):
+    """(F,) bool: the frequencies w that mix x0 and x1 (k0 != 0 and k1 != 0), i.e. not on an axis."""
+    return (frequency_index(p) != 0).all(axis=1)  # (F, 2) -> (F,)
+
+
 def fold(power):
     """(..., p, p//2+1) -> (..., F): the power at each frequency w of frequency_index(p)."""
     xp = array_module(power)
@@ -284,18 +298,23 @@ def attention_patterns(params, p):
 
 
 # ============================================================================ during training
-def snapshot_epochs(epochs):
-    """Sorted int64 epochs for snapshots: 0, the end, Table-1 epochs reached, 8 per octave between."""
+def snapshot_epochs(epochs, per_octave=SNAPSHOTS_PER_OCTAVE):
+    """Sorted int64 epochs for snapshots: 0, the end, Table-1 epochs reached, `per_octave` per doubling."""
     epochs = int(epochs)
     octaves = math.log2(epochs) if epochs >= 1 else 0.0
-    steps = np.arange(int(np.floor(octaves * SNAPSHOTS_PER_OCTAVE)) + 1)
-    marks = np.round(2.0 ** (steps / SNAPSHOTS_PER_OCTAVE)).astype(np.int64)  # (i,) 1 .. epochs, log-spaced
+    steps = np.arange(int(np.floor(octaves * per_octave)) + 1)
+    marks = np.round(2.0 ** (steps / per_octave)).astype(np.int64)  # (i,) 1 .. epochs, log-spaced
     table1 = [e for e in TABLE1_EPOCHS if e <= epochs]
     marks = np.concatenate([[0, epochs], table1, marks[marks <= epochs]]).astype(np.int64)
     return np.unique(marks)
 
 
-def training_hooks(cfg, state):
+def by_epoch(records):
+    """{epoch: value} with int keys (JSON-based checkpoints store them as strings)."""
+    return {int(e): v for e, v in records.items()}
+
+
+def training_hooks(cfg, state, per_octave=SNAPSHOTS_PER_OCTAVE):
     """Hook dicts for miiii.train that record Omega snapshots, gradient norms and Table-1 params into `state`.
 
     `state` is a plain dict (keys: p, omega, grad_norms, snapshots, timing), keyed by epoch, so an
@@ -305,7 +324,7 @@ def training_hooks(cfg, state):
     p, epochs = int(cfg["p"]), int(cfg["epochs"])
     state.setdefault("p", p)
     for key in ("omega", "grad_norms", "snapshots"):
-        state.setdefault(key, {})
+        state[key] = by_epoch(state.get(key, {}))  # a checkpoint may have turned the keys into strings
     state.setdefault("timing", {"snapshot_s": 0.0, "snapshots": 0})
 
     def record_omega(epoch, params):
@@ -323,7 +342,7 @@ def training_hooks(cfg, state):
         state["snapshots"][int(epoch)] = {name: np.array(miiii.to_host(w), copy=True) for name, w in params.items()}
 
     return [
-        {"snapshot": record_omega, "snapshot_epochs": set(snapshot_epochs(epochs).tolist())},
+        {"snapshot": record_omega, "snapshot_epochs": set(snapshot_epochs(epochs, per_octave).tolist())},
         {"grads": record_grads},
         {"snapshot": record_params, "snapshot_epochs": {e for e in TABLE1_EPOCHS if e <= epochs}},
     ]
@@ -331,8 +350,9 @@ def training_hooks(cfg, state):
 
 def omega_arrays(state):
     """The omega.npz arrays from state['omega'] ({epoch: omega_snapshot dict})."""
-    epochs = sorted(state["omega"])
-    rows = [state["omega"][e] for e in epochs]  # S snapshots, each (F,)
+    omega = by_epoch(state["omega"])
+    epochs = sorted(omega)
+    rows = [omega[e] for e in epochs]  # S snapshots, each (F,)
     return {
         "epochs": np.array(epochs, dtype=np.int64),
         "freqs": frequency_index(state["p"]),
@@ -350,12 +370,13 @@ def write_training_records(run_dir, state):
     if state.get("omega"):
         miiii.save_npz(os.path.join(run_dir, "omega.npz"), omega_arrays(state))
     if state.get("grad_norms"):
-        epochs = sorted(state["grad_norms"])
+        norms = by_epoch(state["grad_norms"])
+        epochs = sorted(norms)
         arrays = {"epochs": np.array(epochs, dtype=np.int64)}
         for name in miiii.PARAM_NAMES:
-            arrays[name] = np.array([state["grad_norms"][e][name] for e in epochs], dtype=np.float64)  # (L,)
+            arrays[name] = np.array([norms[e][name] for e in epochs], dtype=np.float64)  # (L,)
         miiii.save_npz(os.path.join(run_dir, "grad_norms.npz"), arrays)
-    for epoch, params in state.get("snapshots", {}).items():
+    for epoch, params in by_epoch(state.get("snapshots", {})).items():
         miiii.save_npz(os.path.join(run_dir, f"params_{int(epoch)}.npz"), params)
 
 
@@ -473,14 +494,19 @@ def analyse_run(run_dir):
     if va.shape[1] != len(labels):
         raise RunError(f"{run_dir}: metrics.npz has {va.shape[1]} tasks, config.json {len(labels)}")
     fourier, svd = embedding_fourier(params["tok_emb"]), embedding_svd(params["tok_emb"])
-    # active-frequency counts at the Table-1 epochs: from omega.npz, else from saved parameters
-    active = {}
+    # active-frequency counts at the Table-1 epochs (all w, and the w that mix x0 and x1):
+    # from omega.npz, else recomputed from the saved parameters
+    mixing = interaction_mask(p)  # (F,)
+    active, active_mixing = {}, {}
     if "omega" in run:
         om = run["omega"]
-        active = {int(e): int(n) for e, n in zip(om["epochs"], om["n_active"]) if int(e) in TABLE1_EPOCHS}
+        for i in np.flatnonzero(np.isin(om["epochs"], TABLE1_EPOCHS)):  # at most 5 snapshots
+            e = int(om["epochs"][i])
+            active[e], active_mixing[e] = int(om["n_active"][i]), int((om["active"][i] & mixing).sum())
     for e, snap in run.get("snapshots", {}).items():
         if e in TABLE1_EPOCHS and e not in active:
-            active[e] = omega_snapshot(snap, p)["n_active"]
+            omega = omega_snapshot(snap, p)
+            active[e], active_mixing[e] = omega["n_active"], int((omega["active"] & mixing).sum())
     final = omega_snapshot(params, p)
     grok = grokking_epochs(metrics["epochs"], va)
     order = sorted((e, i) for i, e in enumerate(grok) if e is not None)  # ties keep task order
@@ -496,7 +522,10 @@ def analyse_run(run_dir):
         "key_freqs": fourier["key_freqs"],
         "svd_n50": svd["n50"], "svd_n90": svd["n90"], "svd_rank": int(len(svd["singular_values"])),
         "active_freqs": {str(e): active[e] for e in sorted(active)},
-        "active_freqs_final": final["n_active"], "live_neurons_final": final["live"],
+        "active_freqs_mixing": {str(e): active_mixing[e] for e in sorted(active_mixing)},
+        "active_freqs_final": final["n_active"],
+        "active_freqs_mixing_final": int((final["active"] & mixing).sum()),
+        "live_neurons_final": final["live"],
         "grok_level": GROK_ACC,
         "grok_epoch": dict(zip(labels, grok)),
         "grok_order": [labels[i] for _, i in order],
@@ -517,9 +546,11 @@ def report(analysis):
         f"  embedding key frequencies: {', '.join(map(str, a['key_freqs'])) or 'none'}",
         f"  embedding SVD: {a['svd_n50']} components reach 50 %, {a['svd_n90']} reach 90 % "
         f"(of {a['svd_rank']})",
-        "  active frequencies (Table 1): "
-        + ("  ".join(f"epoch {e}: {n}" for e, n in a["active_freqs"].items()) or "no Table-1 epoch recorded")
-        + f"  final: {a['active_freqs_final']} ({a['live_neurons_final']} live neurons)",
+        "  active frequencies (Table 1), all / mixing x0 and x1: "
+        + ("  ".join(f"epoch {e}: {n} / {a['active_freqs_mixing'][e]}" for e, n in a["active_freqs"].items())
+           or "no Table-1 epoch recorded")
+        + f"  final: {a['active_freqs_final']} / {a['active_freqs_mixing_final']}"
+        + f" ({a['live_neurons_final']} live neurons)",
     ]
     reached = [f"{name} @ {a['grok_epoch'][name]}" for name in a["grok_order"]]
     missing = [name for name, e in a["grok_epoch"].items() if e is None]

@@ -14,10 +14,11 @@ import hashlib
 import json
 import math
 import os
-import shutil
+import signal
 import sys
 import tempfile
 import time
+import zipfile
 
 import numpy as np
 
@@ -465,6 +466,16 @@ DEFAULTS = {
     "lamb": 0.5, "alpha": 0.98, "filter": "ema", "window": 100, "train_frac": 0.5,
     "epochs": 65536, "seed": 0, "b1": 0.9, "b2": 0.98, "eps": 1e-8, "log_every": 0, "gpu": False,
 }
+METRIC_KEYS = ("train_loss", "valid_loss", "train_acc", "valid_acc")
+CHECKPOINT_SECONDS = 180.0  # --checkpoint-every 0: a checkpoint every ~3 minutes of training
+
+
+class Interrupted(Exception):
+    """Training stopped on request (a signal); the state was checkpointed first."""
+
+
+class NonFinite(Exception):
+    """A loss or gradient was NaN or infinite; nothing after the last checkpoint is kept."""
 
 
 def log_epochs(epochs, log_every):
@@ -486,30 +497,34 @@ def dropout_rng(seed, epoch):
     return xp.random.default_rng(seed * 1_000_003 + epoch)  # CuPy's generator takes one integer
 
 
-class Progress:
-    """A progress line on stderr: rewritten in place on a terminal, one line every few seconds otherwise."""
+def make_progress(total, stream=None):
+    """A progress line on stderr: rewritten in place on a terminal, one line every few seconds otherwise.
 
-    def __init__(self, total, stream=sys.stderr):
-        self.total, self.stream = total, stream
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.every = 0.2 if self.tty else 5.0
-        self.start = self.last = time.time()
+    Returns update(epoch, loss, valid_acc, force=False).
+    """
+    stream = stream or sys.stderr
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    every = 0.2 if tty else 5.0
+    clock = {"start": time.time(), "last": 0.0, "first_epoch": None}
 
-    def update(self, epoch, loss, valid_acc, force=False):
+    def update(epoch, loss, valid_acc, force=False):
         now = time.time()
-        if not force and now - self.last < self.every:
+        if clock["first_epoch"] is None:
+            clock["first_epoch"] = epoch  # a resumed run measures its speed from where it resumed
+        if not force and now - clock["last"] < every:
             return
-        self.last = now
-        rate = epoch / max(now - self.start, 1e-9)
-        eta = (self.total - epoch) / rate if rate > 0 else float("inf")
+        clock["last"] = now
+        rate = (epoch - clock["first_epoch"]) / max(now - clock["start"], 1e-9)
+        eta = (total - epoch) / rate if rate > 0 else float("inf")
         acc = "" if valid_acc is None else f"  valid acc min {valid_acc.min():.3f} mean {valid_acc.mean():.3f}"
-        line = (f"epoch {epoch}/{self.total}  loss {loss:.4f}{acc}  {rate:.2f} ep/s  "
-                f"ETA {format_seconds(eta)}")
-        if self.tty:
-            self.stream.write("\r" + line.ljust(100)[:150] + ("\n" if epoch >= self.total else ""))
+        line = f"epoch {epoch}/{total}  loss {loss:.4f}{acc}  {rate:.2f} ep/s  ETA {format_seconds(eta)}"
+        if tty:
+            stream.write("\r" + line.ljust(100) + ("\n" if force else ""))
         else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            stream.write(line + "\n")
+        stream.flush()
+
+    return update
 
 
 def format_seconds(s):
@@ -526,7 +541,39 @@ def call_hooks(hooks, kind, epoch, *args):
             hook[kind](epoch, *args)
 
 
-def train(config, progress=True, hooks=()):
+def init_state(cfg):
+    """Everything a run carries from one epoch to the next, i.e. what a checkpoint holds.
+
+    Device arrays: params, AdamW moments, GrokFast state. Host arrays: metrics, step losses, and
+    `records`, where analysis hooks keep what they measure (so it survives a resume too).
+    """
+    cfg = {**DEFAULTS, **cfg}
+    task = make_task(cfg["task"], cfg["p"], cfg["train_frac"], cfg["seed"])
+    host_params = init_params(cfg["p"], cfg["d"], cfg["heads"], task["classes"], cfg["seed"])
+    params = {name: to_device(w) for name, w in host_params.items()}
+    logged = log_epochs(int(cfg["epochs"]), int(cfg["log_every"]))
+    metrics = {key: np.zeros((len(logged), len(task["classes"]))) for key in METRIC_KEYS}
+    metrics["epochs"] = logged
+    return {
+        "epoch": 0, "n_logged": 0, "params": params,
+        "adam": grokfast.adamw_init(params),
+        "filter": grokfast.init_filter(cfg["filter"], params, cfg["window"]),
+        "metrics": metrics, "step_loss": np.zeros(int(cfg["epochs"])), "records": {},
+    }
+
+
+def check_finite(epoch, loss, grads):
+    """Raise NonFinite naming the epoch and the first bad parameter; one host sync per step."""
+    sq = xp.stack([(g * g).sum(dtype=xp.float64) for g in grads.values()])  # (9,) squared norms
+    sq = to_host(sq)
+    if math.isfinite(loss) and np.all(np.isfinite(sq)):
+        return
+    bad = [name for name, s in zip(grads, sq) if not np.isfinite(s)]
+    where = f"gradient of {bad[0]}" if bad else "loss"
+    raise NonFinite(f"non-finite {where} at epoch {epoch} (loss {loss})")
+
+
+def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoint_every=0, stop=None):
     """Train from a config dict (keys of DEFAULTS); returns (params as numpy arrays, metrics dict).
 
     Full batch: one AdamW step per epoch on every training sample. Metrics are per task, logged at
@@ -535,58 +582,73 @@ def train(config, progress=True, hooks=()):
       "grads": f(epoch, grads)             at every logged epoch < epochs: the raw (unfiltered) gradient
       "snapshot": f(epoch, params), with "snapshot_epochs": a set of epochs at which to call it
     Epoch e means "after e optimiser steps". Hooks must not change params or grads.
+
+    Resuming: pass `state` (from init_state or a checkpoint) to continue at state["epoch"]; the
+    result is bit-identical to an uninterrupted run because every epoch's randomness comes from
+    (seed, epoch). `checkpoint(state)` is called every `checkpoint_every` epochs (0: every ~3 min)
+    and before stopping when `stop()` turns true, which raises Interrupted.
     """
     cfg = {**DEFAULTS, **config}
     task = make_task(cfg["task"], cfg["p"], cfg["train_frac"], cfg["seed"])
-    classes, T = task["classes"], len(task["classes"])
-    host_params = init_params(cfg["p"], cfg["d"], cfg["heads"], classes, cfg["seed"])
-    params = {name: to_device(w) for name, w in host_params.items()}
+    classes = task["classes"]
+    state = init_state(cfg) if state is None else state
+    params, metrics = state["params"], state["metrics"]
     x, y = to_device(task["x"]), to_device(task["y"])
     train_idx, valid_idx = to_device(task["train"]), to_device(task["valid"])
     x_train, y_train = x[train_idx], y[train_idx]
     mask = to_device(task["mask"])
-    opt = grokfast.adamw_init(params)
-    filt = grokfast.init_filter(cfg["filter"], params, cfg["window"])
-    epochs = int(cfg["epochs"])
-    logged = log_epochs(epochs, int(cfg["log_every"]))
-    metrics = {key: np.zeros((len(logged), T)) for key in ("train_loss", "valid_loss", "train_acc", "valid_acc")}
-    metrics["epochs"] = logged
-    step_loss = np.zeros(epochs)
-    bar = Progress(epochs) if progress else None
-    valid_acc, li, loss = None, 0, float("nan")
-    for epoch in range(epochs + 1):
-        if li < len(logged) and logged[li] == epoch:  # metrics after `epoch` steps, dropout off
+    epochs, logged = int(cfg["epochs"]), metrics["epochs"]
+    update = make_progress(epochs) if progress else None
+    loss = float("nan")
+    valid_acc = metrics["valid_acc"][state["n_logged"] - 1] if state["n_logged"] else None
+    first, last_checkpoint = state["epoch"], time.time()
+    for epoch in range(first, epochs + 1):
+        state["epoch"] = epoch  # the state now holds `epoch` steps done, nothing of this epoch yet
+        if checkpoint is not None and epoch > first:
+            due = (epoch % checkpoint_every == 0) if checkpoint_every > 0 else \
+                time.time() - last_checkpoint >= CHECKPOINT_SECONDS
+            if due:
+                checkpoint(state)
+                last_checkpoint = time.time()
+        if stop is not None and stop():
+            if checkpoint is not None:
+                checkpoint(state)
+            raise Interrupted(epoch)
+        li = state["n_logged"]
+        logged_now = li < len(logged) and logged[li] == epoch
+        if logged_now:  # metrics after `epoch` steps, dropout off
             (tl, ta), (vl, va) = evaluate(params, x, y, classes, (train_idx, valid_idx))
             metrics["train_loss"][li], metrics["train_acc"][li] = tl, ta
             metrics["valid_loss"][li], metrics["valid_acc"][li] = vl, va
             valid_acc = va
-            li += 1
+            state["n_logged"] = li + 1
             call_hooks(hooks, "log", epoch, params, metrics)
-            logged_now = True
-        else:
-            logged_now = False
         call_hooks(hooks, "snapshot", epoch, params)
         if epoch == epochs:
             break
         loss, grads = loss_and_grads(params, x_train, y_train, classes, mask,
                                      dropout=cfg["dropout"], rng=dropout_rng(cfg["seed"], epoch))
-        step_loss[epoch] = loss
+        check_finite(epoch, loss, grads)
+        state["step_loss"][epoch] = loss
         if logged_now:
             call_hooks(hooks, "grads", epoch, grads)
-        grokfast.apply_filter(cfg["filter"], grads, filt, alpha=cfg["alpha"], lamb=cfg["lamb"])
-        grokfast.adamw_step(params, grads, opt, lr=cfg["lr"], b1=cfg["b1"], b2=cfg["b2"],
+        grokfast.apply_filter(cfg["filter"], grads, state["filter"], alpha=cfg["alpha"], lamb=cfg["lamb"])
+        grokfast.adamw_step(params, grads, state["adam"], lr=cfg["lr"], b1=cfg["b1"], b2=cfg["b2"],
                             eps=cfg["eps"], wd=cfg["wd"])
-        if bar:
-            bar.update(epoch + 1, loss, valid_acc)
-    if bar:
-        bar.update(epochs, loss, valid_acc, force=True)
-    metrics["step_loss"] = step_loss
-    return {name: to_host(w) for name, w in params.items()}, metrics
+        if update:
+            update(epoch + 1, loss, valid_acc)
+    if update:
+        update(epochs, loss, valid_acc, force=True)
+    return {name: to_host(w) for name, w in params.items()}, {**metrics, "step_loss": state["step_loss"]}
 
 
 # ============================================================================ run directories
+# A run directory holds config.json, metrics.npz and params.npz when finished, checkpoint.npz while
+# it is running or interrupted, and the analysis records of fft_analysis.py. Every file is written
+# to a temporary name and renamed into place, so a kill at any instant leaves the old or the new file.
 RESULT_KEYS = ("task", "p", "d", "heads", "lr", "wd", "dropout", "lamb", "alpha", "filter", "window",
                "train_frac", "epochs", "seed", "b1", "b2", "eps", "log_every", "gpu")
+CHECKPOINT = "checkpoint.npz"
 
 
 def config_hash(cfg):
@@ -618,6 +680,8 @@ def atomic_write(path, write):
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -629,8 +693,88 @@ def save_json(path, obj):
     atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
+def write_npz(f, arrays):
+    """np.savez with a fixed timestamp in every zip entry, so equal arrays give equal file bytes."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, a in arrays.items():
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, np.asanyarray(a), allow_pickle=False)
+
+
 def save_npz(path, arrays):
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: write_npz(f, arrays))
+
+
+def load_json(path):
+    """json.load, or UsageError naming the file and why in one line."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: missing")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path}: damaged or not a miiii file ({type(e).__name__}: {str(e)[:80]})")
+
+
+def load_npz(path, keys=()):
+    """Every array of an .npz file as a dict, or UsageError naming the file and why in one line."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise UsageError(f"{path}: missing")
+    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError, ...: all mean damaged
+        raise UsageError(f"{path}: damaged or not a miiii file ({type(e).__name__}: {str(e)[:80]})")
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise UsageError(f"{path}: not a miiii file of this kind (no {missing[0]!r} in it)")
+    return arrays
+
+
+def pack_tree(tree, arrays):
+    """Nested dicts/lists of arrays and scalars -> a JSON skeleton; arrays go into `arrays` (host)."""
+    if isinstance(tree, dict):
+        return {"dict": {str(k): pack_tree(v, arrays) for k, v in tree.items()}}
+    if isinstance(tree, (list, tuple)):
+        return {"list": [pack_tree(v, arrays) for v in tree]}
+    if hasattr(tree, "shape") and hasattr(tree, "dtype") and not isinstance(tree, np.generic):
+        key = f"a{len(arrays)}"
+        arrays[key] = tree if type(tree) is np.ndarray else to_host(tree)
+        return {"array": key, "device": type(tree) is not np.ndarray}
+    if isinstance(tree, np.generic):
+        tree = tree.item()
+    return {"value": tree}
+
+
+def unpack_tree(skeleton, arrays):
+    """The inverse of pack_tree: device arrays go back to the current backend."""
+    if "dict" in skeleton:
+        return {k: unpack_tree(v, arrays) for k, v in skeleton["dict"].items()}
+    if "list" in skeleton:
+        return [unpack_tree(v, arrays) for v in skeleton["list"]]
+    if "array" in skeleton:
+        a = arrays[skeleton["array"]]
+        return to_device(a) if skeleton["device"] else a
+    return skeleton["value"]
+
+
+def save_checkpoint(path, state, cfg):
+    arrays = {}
+    skeleton = pack_tree(state, arrays)
+    meta = json.dumps({"config_hash": config_hash(cfg), "state": skeleton})
+    save_npz(path, {"__meta__": np.array(meta), **arrays})
+
+
+def load_checkpoint(path, cfg):
+    arrays = load_npz(path, keys=("__meta__",))
+    try:
+        meta = json.loads(str(arrays.pop("__meta__")))
+        if meta["config_hash"] != config_hash(cfg):
+            raise UsageError(f"{path}: checkpoint of another config (hash {meta['config_hash']})")
+        return unpack_tree(meta["state"], arrays)
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: damaged checkpoint ({type(e).__name__}: {str(e)[:80]})")
 
 
 def prepare_out(cfg, out, force):
@@ -652,8 +796,17 @@ def prepare_out(cfg, out, force):
     existing = os.path.abspath(out)
     while not os.path.exists(existing):  # the nearest existing ancestor is where mkdir will write
         existing = os.path.dirname(existing)
-    if not os.access(existing, os.W_OK):
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
         raise UsageError(f"--out {out} is not writable")
+
+
+def start_run(out, cfg):
+    """Create the run directory with its config.json; stale results of an earlier run are removed."""
+    os.makedirs(out, exist_ok=True)
+    for name in os.listdir(out):  # results and records of an earlier run (same config or --force)
+        if name.endswith(".npz") or name == "analysis.json" or name.endswith(".tmp"):
+            os.remove(os.path.join(out, name))
+    save_json(os.path.join(out, "config.json"), run_config(cfg))
 
 
 def write_run(out, cfg, params, metrics):
@@ -661,6 +814,32 @@ def write_run(out, cfg, params, metrics):
     save_npz(os.path.join(out, "metrics.npz"), metrics)
     save_npz(os.path.join(out, "params.npz"), params)
     save_json(os.path.join(out, "config.json"), run_config(cfg))
+
+
+def estimate_bytes(cfg):
+    """Peak memory of a run, roughly: evaluation over all p^2 inputs dominates at large p."""
+    p, d = cfg["p"], cfg["d"]
+    C = p if cfg["task"] == "nanda" else (2 * len(primes_below(p)) if cfg["task"] == "divisible"
+                                          else sum(primes_below(p)))
+    N = p * p
+    per_sample = 3 * C * 8 + 2 * C * 4 + 3 * 4 * d * 4 + 12 * d * 4  # float64 loss work, logits, MLP, attention
+    n_params = (p + 1) * d + 3 * d + 4 * d * d + 8 * d * d + d * C
+    opt_copies = 4 + (cfg["window"] if cfg["filter"] == "ma" else 1)  # params, grads, m, v, filter
+    return N * per_sample + n_params * 4 * opt_copies
+
+
+def available_bytes():
+    """Memory this process may use: free GPU memory with --gpu, else MemAvailable (or all RAM)."""
+    if xp is not np and hasattr(xp, "cuda"):
+        return int(xp.cuda.Device().mem_info[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 # ============================================================================ command line
@@ -671,34 +850,40 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser():
-    D = DEFAULTS
+def build_parser(suppress=False):
+    """The CLI; with suppress=True, flags not given are absent (to see what a user set explicitly)."""
+    D = {k: argparse.SUPPRESS for k in DEFAULTS} if suppress else DEFAULTS
     ap = OneLineParser(prog="miiii.py", description="Train a one-block transformer on modular arithmetic "
-                       "tasks (hand-written backprop, NumPy or CuPy). Defaults are the paper's.")
-    ap.add_argument("--task", default=D["task"], help=f"one of {', '.join(TASKS)} (default: %(default)s)")
-    ap.add_argument("--p", type=int, default=D["p"], help="base p: inputs 0 <= x0, x1 < p (default: %(default)s)")
-    ap.add_argument("--d", type=int, default=D["d"], help="model width (default: %(default)s)")
-    ap.add_argument("--heads", type=int, default=D["heads"], help="attention heads (default: %(default)s)")
-    ap.add_argument("--lr", type=float, default=D["lr"], help="AdamW learning rate (default: %(default)s)")
+                       "tasks (hand-written backprop, NumPy or CuPy). Defaults are the paper's.",
+                       argument_default=argparse.SUPPRESS if suppress else None)
+    ap.add_argument("--task", default=D["task"], help=f"one of {', '.join(TASKS)} (default: miiii)")
+    ap.add_argument("--p", type=int, default=D["p"], help="base p: inputs 0 <= x0, x1 < p (default: 113)")
+    ap.add_argument("--d", type=int, default=D["d"], help="model width (default: 256)")
+    ap.add_argument("--heads", type=int, default=D["heads"], help="attention heads (default: 4)")
+    ap.add_argument("--lr", type=float, default=D["lr"], help="AdamW learning rate (default: 3e-4)")
     ap.add_argument("--wd", type=float, default=D["wd"], help="AdamW weight decay (default: 1/3)")
-    ap.add_argument("--dropout", type=float, default=D["dropout"], help="dropout rate (default: %(default)s)")
-    ap.add_argument("--lamb", type=float, default=D["lamb"], help="GrokFast lambda (default: %(default)s)")
-    ap.add_argument("--alpha", type=float, default=D["alpha"], help="GrokFast-EMA alpha (default: %(default)s)")
-    ap.add_argument("--filter", default=D["filter"], help="gradient filter: ema, ma or none (default: %(default)s)")
-    ap.add_argument("--window", type=int, default=D["window"], help="GrokFast-MA window (default: %(default)s)")
-    ap.add_argument("--train-frac", type=float, default=D["train_frac"], help="share of pairs trained on "
-                    "(default: %(default)s)")
-    ap.add_argument("--epochs", type=int, default=D["epochs"], help="full-batch steps (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=D["seed"], help="seed of weights, split and dropout "
-                    "(default: %(default)s)")
-    ap.add_argument("--b1", type=float, default=D["b1"], help="AdamW beta1 (default: %(default)s)")
-    ap.add_argument("--b2", type=float, default=D["b2"], help="AdamW beta2 (default: %(default)s)")
-    ap.add_argument("--eps", type=float, default=D["eps"], help="AdamW epsilon (default: %(default)s)")
+    ap.add_argument("--dropout", type=float, default=D["dropout"], help="dropout rate (default: 0.1)")
+    ap.add_argument("--lamb", type=float, default=D["lamb"], help="GrokFast lambda (default: 0.5)")
+    ap.add_argument("--alpha", type=float, default=D["alpha"], help="GrokFast-EMA alpha (default: 0.98)")
+    ap.add_argument("--filter", default=D["filter"], help="gradient filter: ema, ma or none (default: ema)")
+    ap.add_argument("--window", type=int, default=D["window"], help="GrokFast-MA window (default: 100)")
+    ap.add_argument("--train-frac", type=float, default=D["train_frac"], help="share of the p^2 pairs "
+                    "trained on (default: 0.5)")
+    ap.add_argument("--epochs", type=int, default=D["epochs"], help="full-batch steps (default: 65536)")
+    ap.add_argument("--seed", type=int, default=D["seed"], help="seed of weights, split, dropout (default: 0)")
+    ap.add_argument("--b1", type=float, default=D["b1"], help="AdamW beta1 (default: 0.9)")
+    ap.add_argument("--b2", type=float, default=D["b2"], help="AdamW beta2 (default: 0.98)")
+    ap.add_argument("--eps", type=float, default=D["eps"], help="AdamW epsilon (default: 1e-8)")
     ap.add_argument("--log-every", type=int, default=D["log_every"], help="log metrics every k epochs, "
                     "besides epochs 0, 1, 2, 4, ... (default 0: k = max(10, epochs/1000))")
-    ap.add_argument("--out", default=None, help="run directory (default: runs/<task>-p<p>-<config hash>)")
+    ap.add_argument("--gpu", action="store_true", default=D["gpu"], help="run on a CUDA GPU with CuPy")
+    ap.add_argument("--out", help="run directory (default: runs/<task>-p<p>-<config hash>)")
     ap.add_argument("--force", action="store_true", help="overwrite --out even if it holds another run")
-    ap.add_argument("--gpu", action="store_true", help="run on a CUDA GPU with CuPy")
+    ap.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    ap.add_argument("--checkpoint-every", type=int, help="checkpoint every k epochs "
+                    "(default 0: every ~3 minutes of training)")
+    ap.add_argument("--no-analysis", action="store_true", help="skip the Omega snapshots and gradient "
+                    "norms that fft_analysis.py records during training")
     ap.add_argument("--quiet", action="store_true", help="no progress line")
     return ap
 
@@ -720,7 +905,7 @@ def validate(cfg):
         (cfg["epochs"] >= 0, f"--epochs must be >= 0, got {cfg['epochs']}"),
         (cfg["seed"] >= 0, f"--seed must be >= 0, got {cfg['seed']}"),
         (0.0 <= cfg["b1"] < 1.0 and 0.0 <= cfg["b2"] < 1.0, "--b1 and --b2 must be in [0, 1)"),
-        (cfg["eps"] > 0, f"--eps must be > 0, got {cfg['eps']}"),
+        (cfg["eps"] > 0 and math.isfinite(cfg["eps"]), f"--eps must be > 0, got {cfg['eps']}"),
         (cfg["log_every"] >= 0, f"--log-every must be >= 0, got {cfg['log_every']}"),
     ]
     for ok, message in checks:
@@ -729,31 +914,119 @@ def validate(cfg):
     return check_task_args(cfg["task"], cfg["p"], cfg["train_frac"])
 
 
+def parse_command(argv):
+    """Parse and validate the command line: (cfg, out, args, warning); UsageError on bad input."""
+    args = build_parser().parse_args(argv)
+    if args.checkpoint_every is not None and args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    if args.resume is not None:
+        given = vars(build_parser(suppress=True).parse_args(argv))
+        old = load_json(os.path.join(args.resume, "config.json"))
+        if not isinstance(old, dict) or any(k not in old for k in RESULT_KEYS):
+            raise UsageError(f"{args.resume}/config.json: not the config of a miiii run")
+        cfg = {k: old[k] for k in RESULT_KEYS}
+        clash = [k for k in RESULT_KEYS if k in given and given[k] != cfg[k]]
+        if clash:
+            k = clash[0]
+            raise UsageError(f"--resume {args.resume}: --{k.replace('_', '-')} {given[k]} disagrees with the "
+                             f"run's config ({cfg[k]})")
+        if args.out is not None and os.path.abspath(args.out) != os.path.abspath(args.resume):
+            raise UsageError("--resume writes into the run directory itself; drop --out")
+        out = args.resume
+    else:
+        cfg = {k: getattr(args, k) for k in DEFAULTS}
+        out = args.out or os.path.join("runs", f"{cfg['task']}-p{cfg['p']}-{config_hash(cfg)}")
+    warning = validate(cfg)
+    if args.resume is None:
+        prepare_out(cfg, out, args.force)
+    elif not os.access(out, os.W_OK):
+        raise UsageError(f"--resume {out} is not writable")
+    if cfg["gpu"]:
+        use_backend("cupy")
+    need, have = estimate_bytes(cfg), available_bytes()
+    if need > have:
+        raise UsageError(f"p = {cfg['p']}, d = {cfg['d']} needs about {need / 2 ** 30:.1f} GiB, but only "
+                         f"{have / 2 ** 30:.1f} GiB is available")
+    return cfg, out, args, warning
+
+
+def install_signal_handlers(flag):
+    """First SIGINT/SIGTERM: ask the loop to checkpoint and stop. Second: leave at once.
+
+    Leaving at once is safe because every file is written by atomic rename. Returns a function
+    that puts the previous handlers back.
+    """
+    def handler(signum, frame):
+        if flag["signal"] is not None:
+            os._exit(128 + signum)
+        flag["signal"] = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(sig, h) for sig, h in previous.items()]
+
+
+def analysis_hooks(cfg, records, enabled):
+    """The Omega snapshots and gradient norms of fft_analysis.py, if that module is present.
+
+    The import is deferred: fft_analysis builds on this module (imports flow fft_analysis -> miiii),
+    and the training CLI is the one place that composes the two.
+    """
+    if not enabled:
+        return [], None
+    import fft_analysis
+    return fft_analysis.training_hooks(cfg, records), fft_analysis.write_training_records
+
+
 def main(argv=None):
     try:
-        args = build_parser().parse_args(argv)
-        cfg = {k: getattr(args, k) for k in DEFAULTS}
-        warning = validate(cfg)
-        out = args.out or os.path.join("runs", f"{cfg['task']}-p{cfg['p']}-{config_hash(cfg)}")
-        prepare_out(cfg, out, args.force)
-        if cfg["gpu"]:
-            use_backend("cupy")
+        cfg, out, args, warning = parse_command(argv)
+        ckpt_path = os.path.join(out, CHECKPOINT)
+        state = None
+        if args.resume is not None:
+            if os.path.exists(os.path.join(out, "params.npz")) and not os.path.exists(ckpt_path):
+                print(f"{out} is complete: nothing to resume", file=sys.stderr)
+                return 0
+            if os.path.exists(ckpt_path):
+                state = load_checkpoint(ckpt_path, cfg)
     except UsageError as e:
         print(f"miiii.py: error: {e}", file=sys.stderr)
         return 2
     if warning:
         print(warning, file=sys.stderr)
-    print(f"run directory: {out}", file=sys.stderr)
+    if args.resume is None:
+        start_run(out, cfg)
+    state = state or init_state(cfg)
+    hooks, write_records = analysis_hooks(cfg, state["records"], not args.no_analysis)
+    where = f"resuming {out} at epoch {state['epoch']}" if args.resume else f"run directory: {out}"
+    print(where, file=sys.stderr)
+    flag = {"signal": None}
+    restore_handlers = install_signal_handlers(flag)
     try:
-        params, metrics = train(cfg, progress=not args.quiet)
-    except KeyboardInterrupt:
-        print("\ninterrupted: nothing written", file=sys.stderr)
-        return 130
+        params, metrics = train(cfg, progress=not args.quiet, hooks=hooks, state=state,
+                                checkpoint=lambda s: save_checkpoint(ckpt_path, s, cfg),
+                                checkpoint_every=args.checkpoint_every or 0,
+                                stop=lambda: flag["signal"] is not None)
+    except Interrupted as e:
+        print(f"\ninterrupted at epoch {e}: checkpoint written; continue with "
+              f"python miiii.py --resume {out}", file=sys.stderr)
+        return 128 + flag["signal"]
+    except NonFinite as e:
+        print(f"\nmiiii.py: error: {e}; stopped, the last good checkpoint (if any) is in {out}",
+              file=sys.stderr)
+        return 3
+    finally:
+        restore_handlers()
     write_run(out, cfg, params, metrics)
+    if write_records is not None:
+        write_records(out, state["records"])
+    if os.path.exists(ckpt_path):
+        os.remove(ckpt_path)  # finished: the results replace the checkpoint
     va = metrics["valid_acc"][-1]
     print(f"done: valid acc min {va.min():.3f} mean {va.mean():.3f}; wrote {out}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import miiii  # run as the module `miiii`, so fft_analysis (which imports miiii) sees the same backend
+
+    sys.exit(miiii.main())

@@ -60,7 +60,10 @@ def test_help_mentions_every_flag():
 def test_tiny_nanda_run_writes_readable_outputs(nanda_run):
     out, result = nanda_run
     assert "Traceback" not in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.npz", "params.npz"]
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "metrics.npz", "params.npz"} <= names
+    assert "checkpoint.npz" not in names  # a finished run keeps its results, not its checkpoint
+    assert not [n for n in names if n.endswith(".tmp")]  # no temporary file left behind
 
     with open(out / "config.json") as f:
         config = json.load(f)

@@ -151,6 +151,7 @@ def test_planted_frequencies_are_exactly_the_model_active_ones():
     assert omega["live"] == 60 and omega["n_active"] == 5
     assert {freqs[i] for i in np.flatnonzero(omega["active"])} == expected
     assert omega["counts"].sum() == 60 and omega["share"] == pytest.approx(60 / (60 * len(freqs)))
+    assert (omega["active"] & fa.interaction_mask(p)).sum() == 2  # only (2, 7) and (p-2, 7) mix x0 and x1
 
 
 def test_pure_noise_neurons_give_no_model_level_frequency():
@@ -220,6 +221,8 @@ def test_snapshot_epochs():
     assert fa.snapshot_epochs(0).tolist() == [0] and fa.snapshot_epochs(5).tolist() == [0, 1, 2, 3, 4, 5]
     late = full[full >= 1024]  # log-spaced: about 8 per octave
     assert 7 * 6 <= len(late) <= 8 * 6 + 2
+    sparse = fa.snapshot_epochs(65536, per_octave=2)
+    assert set(fa.TABLE1_EPOCHS) | {0, 65536} <= set(sparse.tolist()) and len(sparse) < 40
 
 
 @pytest.fixture(scope="module")
@@ -280,11 +283,28 @@ def test_training_records_on_disk(tiny_run):
         np.testing.assert_array_equal(value, om[key])
 
 
+def test_hooks_resume_from_a_checkpointed_state(tiny_run, tmp_path):
+    """Records that went through a JSON-based checkpoint (string epoch keys) carry on and write the same files."""
+    out, state, params = tiny_run[0], tiny_run[1], tiny_run[2]
+    resumed = {"p": state["p"]}
+    for key in ("omega", "grad_norms", "snapshots"):
+        resumed[key] = {str(e): v for e, v in state[key].items() if e != 300}  # stopped before the end
+    hooks = fa.training_hooks(TINY, resumed)
+    hooks[0]["snapshot"](300, params)  # the last snapshot, taken after the resume
+    assert all(isinstance(e, int) for e in resumed["omega"])
+    np.testing.assert_array_equal(resumed["omega"][300]["counts"], state["omega"][300]["counts"])
+    fa.write_training_records(str(tmp_path), resumed)
+    with np.load(os.path.join(out, "omega.npz")) as a, np.load(str(tmp_path / "omega.npz")) as b:
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
 def test_analysis_and_report_of_a_run(tiny_run):
     out = tiny_run[0]
     a = fa.analyse_run(out)
     assert a["task"] == "nanda" and a["p"] == 11 and a["tasks"] == ["mod 11"]
-    assert set(a["active_freqs"]) == {"256"}
+    assert set(a["active_freqs"]) == set(a["active_freqs_mixing"]) == {"256"}
+    assert 0 <= a["active_freqs_mixing"]["256"] <= a["active_freqs"]["256"]
     assert a["active_freqs"]["256"] == int(np.load(os.path.join(out, "omega.npz"))["n_active"][
         list(fa.snapshot_epochs(300)).index(256)])
     assert 1 <= a["svd_n50"] <= a["svd_n90"] <= a["svd_rank"]
