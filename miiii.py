@@ -494,7 +494,7 @@ def dropout_rng(seed, epoch):
     """Dropout generator for one epoch, seeded from (seed, epoch): a resumed run draws the same masks."""
     if xp is np:
         return np.random.default_rng([seed, epoch])
-    return xp.random.default_rng(seed * 1_000_003 + epoch)  # CuPy's generator takes one integer
+    return xp.random.default_rng(seed * 1_000_003 + epoch)  # one integer: portable across CuPy versions
 
 
 def make_progress(total, stream=None):

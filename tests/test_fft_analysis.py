@@ -8,11 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import fft_analysis as fa
+import miiii
 
-import fft_analysis as fa  # noqa: E402
-import miiii  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TINY = dict(task="nanda", p=11, d=16, heads=2, epochs=300, log_every=10)
 REFERENCE = [os.path.join(ROOT, "reference", "vectors.npz"), "/work/shared/reference/vectors.npz"]

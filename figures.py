@@ -1,0 +1,738 @@
+"""figures: the talk's figures, Table 1 and the paper's extras, drawn from miiii run directories.
+
+    python figures.py --nanda RUN_DIR --miiii RUN_DIR [--basis RUN_DIR] [--masked RUN_DIR]
+                      [--out DIR] [--format png,svg,pdf]
+
+draws every figure whose runs are given into --out (default runs/figures), one file per figure and
+format, writes Table 1 as table1.md and prints it. A figure whose run (or whose record in the run,
+e.g. omega.npz) is missing is skipped with one line saying what it lacks. Bad input (a path that is
+not a run directory, a run of the wrong task, an unknown format) is one line on stderr, exit 2.
+
+This module draws; it does not analyse. Every number in a figure is either read from the run
+directory or computed by fft_analysis (Fourier projections, spectra, active frequencies, SVD,
+correlations, attention); the code here only selects, arranges and labels.
+
+Figures (numbered as in the talk; file stem, then the function that draws it)
+  1  fig01_neuron_activation     fig_neuron_activation        one T_nanda MLP neuron over (x0, x1)
+  2  fig02_embedding_sinusoid    fig_embedding_sinusoid       an embedding dimension and its fitted sinusoid
+  3  fig03_grokking              fig_grokking                 T_nanda train/valid accuracy and loss, log epochs
+  4  fig04_task_data             fig_task_data                inputs X for p = 7, targets (x0 + 13 x1) mod 11
+  5  fig05_task_accuracy         fig_task_accuracy            T_miiii train (top) / valid (bottom) accuracy per task
+  6  fig06_positional_embeddings fig_positional_embeddings    pos_emb, T_nanda (top) vs T_miiii (bottom), with r
+  7  fig07_token_embeddings_fourier fig_token_embeddings_fourier  tok_emb in the Fourier basis, T_nanda vs T_miiii
+  8  fig08_neurons               fig_neurons                  first three neurons, T_nanda (top) vs T_miiii (bottom)
+  9  fig09_neuron_spectra        fig_neuron_spectra           their 2D power spectra, active frequencies circled
+ 10  fig10_active_frequencies    fig_active_frequencies       C(w): neurons with frequency w active, through training
+ 11  fig11_omega_and_accuracy    fig_omega_and_accuracy       Figure 10 over the T_miiii validation accuracy
+  T1 table1.md                   table1_markdown              active frequencies at epochs 256 .. 65536
+ Paper extras
+     extra_loss_curves           fig_task_accuracy(loss=True) T_miiii train / valid loss per task
+     extra_singular_values       fig_singular_values          embedding singular values, 50 % / 90 % marks
+     extra_gradient_norms        fig_gradient_norms           raw gradient norm per parameter through training
+     extra_attention_nanda/_miiii fig_attention               attention from '=' to x0, x1, '=' per head
+     extra_dft_matrix            fig_dft_matrix               the Fourier basis (DFT matrix) the analysis uses
+     extra_basis_control         fig_basis_control            T_basis neurons and spectra: no structure to find
+     extra_masked_accuracy       fig_task_accuracy(mask=...)  T_masked per-task valid accuracy, masked tasks marked
+
+Conventions
+  Grids over the inputs are [x0, x1] (SPEC §1): x0 on the vertical axis (increasing upwards), x1 on
+  the horizontal one. Spectra are [k0, k1], k0 shown from -p//2 to p//2 (a negative k0 is the
+  frequency p + k0 of rfft2), k1 from 0 to p//2.
+  One colour map for signed values (SIGNED, zero white, symmetric limits) and one for magnitudes
+  (MAGNITUDE); categorical lines use matplotlib's default cycle.
+  Epoch axes are logarithmic (as in the talk); epoch 0 has no place on them and is left out.
+  A figure's "panels" are its data axes; colour bars are not counted.
+
+Figures are built with matplotlib.figure.Figure, never pyplot: nothing is shown, no backend or
+display is needed (PNG is rendered by Agg), and a figure is freed when it is dropped.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import matplotlib
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+import fft_analysis as fa
+import miiii
+
+SIGNED = "RdBu_r"  # signed values: blue negative, white zero, red positive
+MAGNITUDE = "viridis"  # magnitudes (activations, power, counts, accuracy-by-task colours)
+FORMATS = ("png", "svg", "pdf")
+TALK_TABLE1 = {256: 0, 1024: 0, 4096: 10, 16384: 18, 65536: 10}  # the talk's Table 1 (p = 113)
+MAX_OMEGA_ROWS = 60  # Figure 10 rows: the frequencies ever active in the model, at most this many
+N_NEURONS = 3  # "first three neurons" (Figures 8, 9 and the T_basis control)
+
+# Readable at slide size. Set on import: every figure of this module shares it.
+matplotlib.rcParams.update({
+    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 9,
+    "ytick.labelsize": 9, "legend.fontsize": 9, "figure.dpi": 100, "savefig.dpi": 150,
+    "axes.spines.top": False, "axes.spines.right": False, "image.interpolation": "nearest",
+})
+
+
+# ============================================================================ layout helpers
+def new_figure(rows, cols, width, height, **kwargs):
+    """A constrained-layout Figure and its (rows, cols) array of axes."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False, **kwargs)
+
+
+def panels(fig):
+    """The data axes of a figure (colour bars are axes too, but not panels)."""
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def symmetric(a):
+    """Colour limits +-max|a| for a signed map, so white is exactly zero."""
+    m = float(np.max(np.abs(a))) if np.size(a) else 0.0
+    return (-m, m) if m > 0 else (-1.0, 1.0)
+
+
+def draw_grid(ax, grid, cmap=MAGNITUDE, vlim=None):
+    """An input grid [x0, x1]: x0 up the vertical axis, x1 along the horizontal one."""
+    vmin, vmax = vlim if vlim is not None else (None, None)
+    im = ax.imshow(grid, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x0")
+    return im
+
+
+def draw_spectrum(ax, power, mark_active=True):
+    """A neuron's power |rfft2|^2 over [k0, k1], k0 centred on 0; active frequencies circled."""
+    p = power.shape[0]
+    shown = np.roll(power, p // 2, axis=0)  # row i is k0 = i - p//2 (rfft2 stores k0 mod p)
+    extent = (-0.5, power.shape[1] - 0.5, -p // 2 - 0.5, p - p // 2 - 0.5)
+    im = ax.imshow(shown, origin="lower", cmap=MAGNITUDE, extent=extent, aspect="equal")
+    if mark_active:
+        active = fa.neuron_active(power[None])[0]  # (F,) the w > mu + 2 sigma rule of fft_analysis
+        k = fa.frequency_index(p)[active]  # (n, 2) as (k0, k1)
+        k0 = np.where(k[:, 0] > p // 2, k[:, 0] - p, k[:, 0])  # k0 above p/2 is the negative frequency
+        ax.scatter(k[:, 1], k0, s=60, facecolors="none", edgecolors="red", linewidths=1.0)
+    ax.set_xlabel("k1 (frequency along x1)")
+    ax.set_ylabel("k0 (along x0)")
+    return im
+
+
+def signed_k(k0, p):
+    """rfft2 row k0 as a signed frequency: k0 > p/2 is k0 - p."""
+    return int(k0 - p) if k0 > p // 2 else int(k0)
+
+
+def positive_epochs(epochs, *arrays):
+    """Drop epoch 0 (no place on a log axis) from epochs and the arrays that go with them."""
+    keep = np.asarray(epochs) > 0
+    return (np.asarray(epochs)[keep],) + tuple(np.asarray(a)[keep] for a in arrays)
+
+
+def epoch_axis(ax, label=True):
+    """A log epoch axis; label=False for the upper panels of a shared axis."""
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch (log scale)" if label else "")
+
+
+def draw_task_curves(ax, epochs, values, moduli, mask=None, xlabel=True):
+    """One line per task, coloured by its modulus q; tasks with loss weight 0 dashed and thicker.
+
+    Returns the ScalarMappable for a 'task modulus q' colour bar (None for a single task).
+    """
+    epochs, values = positive_epochs(epochs, values)
+    moduli = list(moduli)
+    norm = Normalize(min(moduli), max(max(moduli), min(moduli) + 1))
+    cmap = matplotlib.colormaps[MAGNITUDE]
+    masked = [q for t, q in enumerate(moduli) if mask is not None and mask[t] == 0]
+    for t, q in enumerate(moduli):
+        if q in masked:
+            label = f"dashed: masked in the loss (q = {', '.join(map(str, masked))})" if q == masked[0] else None
+            ax.plot(epochs, values[:, t], color=cmap(norm(q)), linestyle="--", linewidth=2.0, label=label)
+        elif len(moduli) == 1:
+            ax.plot(epochs, values[:, t], color="C0", linewidth=1.5, label=f"mod {q}")
+        else:
+            ax.plot(epochs, values[:, t], color=cmap(norm(q)), linewidth=1.0, alpha=0.9)
+    epoch_axis(ax, xlabel)
+    if masked or len(moduli) == 1:
+        ax.legend(loc="best")
+    return None if len(moduli) == 1 else ScalarMappable(norm=norm, cmap=cmap)
+
+
+def log_edges(centres):
+    """Cell edges around positive, increasing centres, halfway between them in log space."""
+    logc = np.log(np.asarray(centres, dtype=np.float64))
+    if len(logc) == 1:
+        return np.exp(logc[0] + np.array([-0.2, 0.2]))
+    mid = (logc[1:] + logc[:-1]) / 2
+    return np.exp(np.concatenate([[2 * logc[0] - mid[0]], mid, [2 * logc[-1] - mid[-1]]]))
+
+
+def omega_rows(omega, max_rows=MAX_OMEGA_ROWS):
+    """Which frequencies w Figure 10 shows, in display order, and a note on the choice.
+
+    The frequencies that are ever active in the model (C(w) above fft_analysis's 4-sigma line at
+    some snapshot); at most max_rows of them, those with the highest peak count. Ordered by the
+    first snapshot at which they are active, so the Omega-spike reads top-left to bottom-right.
+    With none ever active, the max_rows highest peak counts, by peak count.
+    """
+    counts, active = np.asarray(omega["counts"]), np.asarray(omega["active"], dtype=bool)  # (S, F)
+    peak = counts.max(axis=0)  # (F,)
+    ever = np.flatnonzero(active.any(axis=0))
+    if len(ever) == 0:
+        rows = np.argsort(-peak, kind="stable")[:max_rows]
+        rows = rows[peak[rows] > 0] if (peak[rows] > 0).any() else rows
+        return rows, f"no frequency active in the model; the {len(rows)} highest counts"
+    note = f"the {len(ever)} frequencies ever active in the model"
+    if len(ever) > max_rows:
+        ever = ever[np.argsort(-peak[ever], kind="stable")[:max_rows]]
+        note = f"the {max_rows} most-counted of {len(np.flatnonzero(active.any(axis=0)))} ever active"
+    first = active[:, ever].argmax(axis=0)  # (n,) first active snapshot
+    return ever[np.lexsort((ever, first))], note
+
+
+def draw_omega(ax, omega, max_rows=MAX_OMEGA_ROWS, xlabel=True):
+    """C(w) for the chosen frequencies (rows) at each snapshot (columns, log epochs); dots = active."""
+    rows, note = omega_rows(omega, max_rows)
+    freqs = np.asarray(omega["freqs"])
+    p = int(freqs[:, 0].max()) + 1  # k0 runs over 0 .. p-1 (columns 0 < k1 < p/2 hold every k0)
+    epochs, counts, active = positive_epochs(omega["epochs"], omega["counts"], omega["active"])
+    counts, active = counts[:, rows].T, active[:, rows].T  # (S, F) -> (n, S)
+    mesh = ax.pcolormesh(log_edges(epochs), np.arange(len(rows) + 1) - 0.5, counts, cmap=MAGNITUDE,
+                         shading="flat")
+    r, s = np.nonzero(active)
+    ax.scatter(epochs[s], r, s=4, color="white", edgecolors="none", label="active in the model")
+    ax.set_yticks(np.arange(len(rows)))
+    ax.set_yticklabels([f"({signed_k(freqs[w, 0], p)}, {freqs[w, 1]})" for w in rows],
+                       fontsize=7 if len(rows) > 25 else 9)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first-active frequency at the top
+    ax.set_ylabel("frequency w = (k0, k1)")
+    epoch_axis(ax, xlabel)
+    return mesh, note
+
+
+# ============================================================================ figures
+def pick_neuron(grids):
+    """The neuron whose power is most concentrated in one frequency (the clearest wave)."""
+    power = fa.neuron_power(grids)  # (n, p, p//2+1)
+    total = power.reshape(len(power), -1).sum(axis=1)
+    peak = power.reshape(len(power), -1).max(axis=1)
+    concentration = np.where(total > 0, peak / np.where(total > 0, total, 1.0), -1.0)  # dead: -1
+    return int(np.argmax(concentration))
+
+
+def fig_neuron_activation(grids, neuron=None, task="T_nanda"):
+    """Figure 1: one MLP neuron's activation over all inputs (x0, x1). 1 panel.
+
+    grids: (n, p, p) from fft_analysis.neuron_grids; neuron=None picks the most periodic one.
+    """
+    j = pick_neuron(grids) if neuron is None else int(neuron)
+    fig, ax = new_figure(1, 1, 5.4, 4.6)
+    im = draw_grid(ax[0, 0], grids[j])
+    fig.colorbar(im, ax=ax[0, 0], label="activation (ReLU output)")
+    ax[0, 0].set_title(f"{task}: MLP neuron {j} at '='")
+    return fig
+
+
+def fig_embedding_sinusoid(tok_emb, task="T_nanda"):
+    """Figure 2: a learned embedding dimension against the sinusoid fitted to it. 1 panel.
+
+    The dimension is the one with most energy at the model's strongest key frequency k; the fit is
+    its projection on the constant, cos k and sin k rows of fft_analysis's Fourier basis (the
+    least-squares sinusoid of frequency k), drawn as a formula between the integer tokens.
+    """
+    p = tok_emb.shape[0] - 1
+    fourier = fa.embedding_fourier(tok_emb)
+    coeffs = fourier["coeffs"]  # (p, d)
+    k = int(np.argmax(fourier["energy"])) + 1  # the strongest frequency (the first key frequency by energy)
+    labels = fa.fourier_labels(p)
+    wave_rows = [labels.index(f"cos {k}")] + ([labels.index(f"sin {k}")] if f"sin {k}" in labels else [])
+    j = int(np.argmax((coeffs[wave_rows] ** 2).sum(axis=0)))  # the dimension most in tune with k
+    share = fa.frequency_energy(coeffs[:, j])[k - 1]  # share of the dimension's variance at k: the fit's R^2
+    # the same fit as a formula c + A cos(2 pi k x / p - phi), to draw it between the tokens
+    B = fa.fourier_basis(p)
+    a = coeffs[wave_rows[0], j] * B[wave_rows[0], 0]  # B[cos row, 0] = the cos row's scale
+    b = coeffs[wave_rows[1], j] * B[wave_rows[0], 0] if len(wave_rows) > 1 else 0.0
+    c, amp, phi = coeffs[0, j] * B[0, 0], float(np.hypot(a, b)), float(np.arctan2(b, a))
+    x = np.linspace(0, p - 1, 20 * (p - 1) + 1)  # every 20th point is a token
+    fig, ax = new_figure(1, 1, 8.0, 4.0)
+    ax = ax[0, 0]
+    sign = "\u2212" if phi >= 0 else "+"
+    ax.plot(x, c + amp * np.cos(2 * np.pi * k * x / p - phi), color="C1", linewidth=1.5,
+            label=f"fitted sinusoid: {c:.2f} + {amp:.2f} cos(2\u03c0\u00b7{k}x/{p} {sign} {abs(phi):.2f}),"
+                  f"  R\u00b2 = {share:.2f}")
+    ax.plot(np.arange(p), tok_emb[:p, j], "o", color="C0", markersize=4, label=f"tok_emb[x, {j}]")
+    ax.set_xlabel("token x")
+    ax.set_ylabel(f"embedding dimension {j}")
+    ax.set_title(f"{task}: a learned embedding direction is a wave of frequency k = {k}")
+    fig.legend(loc="outside lower center", ncol=2, frameon=False)  # below the axes: never over the data
+    return fig
+
+
+def fig_grokking(metrics, task="T_nanda"):
+    """Figure 3: grokking, train vs valid accuracy (top) and loss (bottom) on log epochs. 2 panels.
+
+    metrics: the metrics.npz arrays; several tasks are averaged (T_nanda has one).
+    """
+    epochs, ta, va, tl, vl = positive_epochs(
+        metrics["epochs"], *(np.asarray(metrics[key]).mean(axis=1)
+                             for key in ("train_acc", "valid_acc", "train_loss", "valid_loss")))
+    fig, ax = new_figure(2, 1, 7.0, 6.0, sharex=True)
+    ax[0, 0].plot(epochs, ta, color="C0", label="train")
+    ax[0, 0].plot(epochs, va, color="C1", label="validation")
+    ax[0, 0].set_ylabel("accuracy")
+    ax[0, 0].set_ylim(-0.02, 1.02)
+    ax[0, 0].legend(loc="upper left")
+    ax[0, 0].set_title(f"{task}: grokking (generalisation long after memorisation)")
+    ax[1, 0].plot(epochs, tl, color="C0", label="train")
+    ax[1, 0].plot(epochs, vl, color="C1", label="validation")
+    ax[1, 0].axhline(1.0, color="grey", linewidth=0.8, linestyle=":", label="chance")
+    ax[1, 0].set_yscale("log")
+    ax[1, 0].set_ylabel("loss / ln q (log scale)")
+    ax[1, 0].legend(loc="lower left")
+    epoch_axis(ax[0, 0], label=False)
+    epoch_axis(ax[1, 0])
+    return fig
+
+
+def annotate_cells(ax, grid, texts, vmax, fontsize):
+    """Write texts[x0][x1] in each cell of a grid image; dark text on the bright end of the map."""
+    for x0 in range(grid.shape[0]):
+        for x1 in range(grid.shape[1]):
+            ax.text(x1, x0, texts[x0][x1], ha="center", va="center", fontsize=fontsize,
+                    color="black" if grid[x0, x1] > 0.6 * vmax else "white")
+
+
+def fig_task_data(p_inputs=7, p_targets=13, q=11):
+    """Figure 4: the inputs X for p = 7 (top) and the targets n mod 11 for p = 13 (bottom). 2 panels.
+
+    Both come from miiii.make_task, i.e. exactly what the model is trained on: sample n is the
+    sequence [x0, x1, '='] with n = x0 + x1 p, and T_miiii's target for prime q is n mod q.
+    Both are grids [x0, x1]; the top one is coloured by n, the number the pair stands for.
+    """
+    x = miiii.make_task("miiii", p_inputs)["x"]  # (p^2, 3) in sample order n
+    task = miiii.make_task("miiii", p_targets)
+    y = task["y"][:, task["moduli"].index(q)]  # (p^2,) n mod q
+    fig = Figure(figsize=(7.0, 11.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, height_ratios=[p_inputs, p_targets])
+    n = np.arange(p_inputs ** 2).reshape(p_inputs, p_inputs).T  # SPEC §1: grid = values.reshape(p, p).T
+    sequences = x.reshape(p_inputs, p_inputs, 3).transpose(1, 0, 2)  # (x1, x0, 3) -> (x0, x1, 3)
+    im = draw_grid(top, n, vlim=(0, n.max()))
+    annotate_cells(top, n, [[f"{a} {b} =" for a, b, _ in row] for row in sequences], n.max(), 8)
+    top.set_title(f"X for p = {p_inputs}: every input [x0, x1, =]")
+    fig.colorbar(im, ax=top, label=f"n = x0 + {p_inputs} x1")
+    grid = y.reshape(p_targets, p_targets).T  # [x0, x1]
+    im = draw_grid(bottom, grid, vlim=(0, q - 1))
+    annotate_cells(bottom, grid, grid.astype(str).tolist(), q - 1, 8)
+    bottom.set_title(f"Y for q = {q}, p = {p_targets}: (x0 + {p_targets} x1) mod {q}")
+    fig.colorbar(im, ax=bottom, label=f"target (one of {q} classes)")
+    return fig
+
+
+def fig_task_accuracy(metrics, moduli, task="T_miiii", mask=None, loss=False):
+    """Figure 5: train (top) and validation (bottom) accuracy per task on log epochs. 2 panels.
+
+    One line per task, coloured by its prime q. mask (T,) loss weights: tasks with weight 0 are
+    drawn dashed (T_masked). loss=True draws the per-task loss / ln q instead (a paper extra).
+    """
+    kind = "loss" if loss else "acc"
+    fig, ax = new_figure(2, 1, 8.0, 6.5, sharex=True)
+    for row, split in enumerate(("train", "valid")):
+        a = ax[row, 0]
+        mappable = draw_task_curves(a, metrics["epochs"], metrics[f"{split}_{kind}"], moduli, mask,
+                                    xlabel=row == 1)
+        name = "training" if split == "train" else "validation"
+        if loss:
+            a.set_yscale("log")
+            a.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+            a.set_ylabel(f"{name} loss / ln q")
+        else:
+            a.set_ylim(-0.02, 1.02)
+            a.set_ylabel(f"{name} accuracy")
+    if mappable is not None:
+        fig.colorbar(mappable, ax=ax[:, 0].tolist(), label="task: prime q")
+    what = "loss (chance = 1)" if loss else "accuracy"
+    ax[0, 0].set_title(f"{task}: {what} per task, training (top) and validation (bottom)")
+    return fig
+
+
+def fig_positional_embeddings(pos_nanda, pos_miiii):
+    """Figure 6: positional embeddings, T_nanda (top) and T_miiii (bottom), with corr(x0, x1). 2 panels."""
+    fig, ax = new_figure(2, 1, 10.0, 4.2)
+    for a, pos, task in ((ax[0, 0], pos_nanda, "T_nanda"), (ax[1, 0], pos_miiii, "T_miiii")):
+        im = a.imshow(pos, cmap=SIGNED, aspect="auto", vmin=symmetric(pos)[0], vmax=symmetric(pos)[1])
+        r = fa.positional_correlation(pos)
+        a.set_yticks([0, 1, 2])
+        a.set_yticklabels(["x0", "x1", "="])
+        a.set_ylabel("position")
+        a.set_xlabel("embedding dimension")
+        a.set_title(f"{task}: corr(pos x0, pos x1) = " + ("undefined" if np.isnan(r) else f"{r:.2f}"))
+        fig.colorbar(im, ax=a, label="weight")
+    return fig
+
+
+def frequency_ticks(n_freqs, keys, most=12):
+    """Which k = 1 .. n_freqs to tick: every key frequency, and a regular spacing that keeps clear of them."""
+    step = max(1, -(-n_freqs // most))  # ceil
+    regular = [k for k in range(step, n_freqs + 1, step) if all(abs(k - key) > step // 2 for key in keys)]
+    return sorted(set(regular) | set(keys))
+
+
+def fig_token_embeddings_fourier(tok_nanda, tok_miiii):
+    """Figure 7: token embeddings in the Fourier basis, T_nanda (top) and T_miiii (bottom). 2 panels.
+
+    Columns are the Fourier components (const, cos 1, sin 1, ...), rows the embedding dimensions;
+    a few bright columns = the embedding is a combination of a few waves. Key frequencies ticked.
+    """
+    fig, ax = new_figure(2, 1, 10.0, 8.0)
+    for a, tok, task in ((ax[0, 0], tok_nanda, "T_nanda"), (ax[1, 0], tok_miiii, "T_miiii")):
+        fourier = fa.embedding_fourier(tok)
+        coeffs = fourier["coeffs"]  # (p, d)
+        labels = fa.fourier_labels(coeffs.shape[0])
+        lo, hi = symmetric(coeffs)
+        im = a.imshow(coeffs.T, cmap=SIGNED, aspect="auto", vmin=lo, vmax=hi)
+        keys = fourier["key_freqs"]
+        ks = frequency_ticks(len(fourier["energy"]), keys)
+        a.set_xticks([0] + [labels.index(f"cos {k}") + 0.5 for k in ks])  # between the cos k and sin k columns
+        a.set_xticklabels(["const"] + [str(k) for k in ks])
+        for tick, k in zip(a.get_xticklabels()[1:], ks):
+            if k in keys:
+                tick.set_color("red")
+                tick.set_fontweight("bold")
+        a.set_xlabel("frequency k (columns cos k, sin k); key frequencies in red")
+        a.set_ylabel("embedding dimension")
+        a.set_title(f"{task}: {len(keys)} key frequencies: " + (", ".join(map(str, keys)) or "none"))
+        fig.colorbar(im, ax=a, label="coefficient")
+    return fig
+
+
+def fig_neurons(grids_nanda, grids_miiii, n=N_NEURONS):
+    """Figure 8: the first n neurons' activations, T_nanda (top) and T_miiii (bottom). 2n panels."""
+    fig, ax = new_figure(2, n, 3.6 * n, 6.6)
+    for row, (grids, task) in enumerate(((grids_nanda, "T_nanda"), (grids_miiii, "T_miiii"))):
+        for j in range(n):
+            im = draw_grid(ax[row, j], grids[j])
+            ax[row, j].set_title(f"{task}: neuron {j}")
+            fig.colorbar(im, ax=ax[row, j], shrink=0.8, label="activation" if j == n - 1 else None)
+    return fig
+
+
+def fig_neuron_spectra(grids_nanda, grids_miiii, n=N_NEURONS):
+    """Figure 9: the 2D power spectra of the first n neurons, T_nanda (top) and T_miiii (bottom). 2n panels.
+
+    Circles mark the frequencies active in the neuron (power > mean + 2 std, fft_analysis's rule).
+    """
+    fig, ax = new_figure(2, n, 3.0 * n, 7.6)
+    for row, (grids, task) in enumerate(((grids_nanda, "T_nanda"), (grids_miiii, "T_miiii"))):
+        power = fa.neuron_power(grids[:n])  # (n, p, p//2+1)
+        for j in range(n):
+            im = draw_spectrum(ax[row, j], power[j])
+            ax[row, j].set_title(f"{task}: neuron {j}")
+            fig.colorbar(im, ax=ax[row, j], shrink=0.8, label="power |FFT|\u00b2" if j == n - 1 else None)
+    fig.suptitle("circled: active frequencies (power > \u03bc + 2\u03c3 of the neuron's spectrum)", fontsize=10)
+    return fig
+
+
+def fig_active_frequencies(omega, task="T_miiii"):
+    """Figure 10: C(w), the number of neurons with frequency w active, through training. 1 panel.
+
+    omega: the omega.npz arrays. Rows: see omega_rows. White dots: w active in the model.
+    """
+    rows = len(omega_rows(omega)[0])
+    fig, ax = new_figure(1, 1, 10.0, max(3.5, 0.15 * rows + 2.0))
+    mesh, note = draw_omega(ax[0, 0], omega)
+    fig.colorbar(mesh, ax=ax[0, 0], label="C(w): neurons with w active")
+    ax[0, 0].set_title(f"{task}: neurons per active frequency through training ({note}; dot = active in the model)",
+                       fontsize=10)
+    return fig
+
+
+def fig_omega_and_accuracy(omega, metrics, moduli, task="T_miiii"):
+    """Figure 11: Figure 10 (top) over the validation accuracy per task (bottom), same epochs. 2 panels."""
+    rows = len(omega_rows(omega)[0])
+    fig = Figure(figsize=(10.0, max(3.5, 0.15 * rows + 2.0) + 3.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[max(3.5, 0.15 * rows + 2.0) - 1.0, 3.0])
+    mesh, note = draw_omega(top, omega, xlabel=False)
+    fig.colorbar(mesh, ax=top, label="C(w)")
+    top.set_title(f"{task}: active frequencies (top, {note}) and validation accuracy (bottom)", fontsize=10)
+    mappable = draw_task_curves(bottom, metrics["epochs"], metrics["valid_acc"], moduli)
+    bottom.set_ylabel("validation accuracy")
+    bottom.set_ylim(-0.02, 1.02)
+    if mappable is not None:
+        fig.colorbar(mappable, ax=bottom, label="task: prime q")
+    lo = min(log_edges(positive_epochs(omega["epochs"])[0])[0], positive_epochs(metrics["epochs"])[0][0])
+    top.set_xlim(lo, max(np.max(omega["epochs"]), np.max(metrics["epochs"])) * 1.05)
+    return fig
+
+
+def table1_markdown(active_freqs, run_label="this run"):
+    """Table 1 as markdown: active frequencies at the Table-1 epochs (this run, then the talk's).
+
+    active_freqs: {epoch: count}, as analyse_run's "active_freqs" (keys may be strings).
+    An epoch the run did not reach is '-'.
+    """
+    counts = {int(e): int(n) for e, n in active_freqs.items()}
+    lines = ["| epoch | " + " | ".join(str(e) for e in fa.TABLE1_EPOCHS) + " |",
+             "|---|" + "---|" * len(fa.TABLE1_EPOCHS),
+             f"| active frequencies, {run_label} | "
+             + " | ".join(str(counts[e]) if e in counts else "-" for e in fa.TABLE1_EPOCHS) + " |",
+             "| active frequencies, talk (p = 113) | "
+             + " | ".join(str(TALK_TABLE1[e]) for e in fa.TABLE1_EPOCHS) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- paper extras
+def fig_singular_values(tok_nanda, tok_miiii):
+    """Singular values of the token embeddings (left) and their cumulative energy (right). 2 panels.
+
+    Dotted lines: 50 % and 90 % of the energy; markers: n50 / n90 of each run (fft_analysis).
+    """
+    fig, ax = new_figure(1, 2, 11.0, 4.2)
+    for colour, tok, task in (("C0", tok_nanda, "T_nanda"), ("C1", tok_miiii, "T_miiii")):
+        svd = fa.embedding_svd(tok)
+        s, cum = svd["singular_values"], svd["cum_energy"]
+        i = np.arange(1, len(s) + 1)
+        ax[0, 0].plot(i, s, "o-", color=colour, markersize=3, label=task)
+        ax[0, 1].plot(i, cum, "-", color=colour, label=f"{task}: n50 = {svd['n50']}, n90 = {svd['n90']}")
+        ax[0, 1].plot([svd["n50"], svd["n90"]], cum[[svd["n50"] - 1, svd["n90"] - 1]], "o", color=colour)
+    ax[0, 0].set_yscale("log")
+    ax[0, 0].set_xlabel("component")
+    ax[0, 0].set_ylabel("singular value (log scale)")
+    ax[0, 0].set_title("token embedding singular values")
+    ax[0, 0].legend()
+    for level in (0.5, 0.9):
+        ax[0, 1].axhline(level, color="grey", linestyle=":", linewidth=0.8)
+    ax[0, 1].set_xlabel("components kept")
+    ax[0, 1].set_ylabel("share of energy (sum s\u00b2)")
+    ax[0, 1].set_ylim(0, 1.02)
+    ax[0, 1].set_title("cumulative energy; 50 % and 90 % marked")
+    ax[0, 1].legend(loc="lower right")
+    return fig
+
+
+def fig_gradient_norms(grad_norms, task="T_miiii"):
+    """L2 norm of each parameter's raw gradient (before GrokFast) through training. 1 panel."""
+    fig, ax = new_figure(1, 1, 8.0, 4.6)
+    for i, name in enumerate(miiii.PARAM_NAMES):
+        epochs, norms = positive_epochs(grad_norms["epochs"], grad_norms[name])
+        ax[0, 0].plot(epochs, norms, color=f"C{i}", linewidth=1.0, label=name)
+    epoch_axis(ax[0, 0])
+    ax[0, 0].set_yscale("log")
+    ax[0, 0].set_ylabel("gradient L2 norm (log scale)")
+    ax[0, 0].set_title(f"{task}: raw gradient norm per parameter")
+    ax[0, 0].legend(ncol=3, fontsize=8)
+    return fig
+
+
+def fig_attention(patterns, task):
+    """Attention weights from '=' to x0, x1 and '=' over the inputs, one row per head. 3h panels."""
+    heads = patterns.shape[0]
+    fig, ax = new_figure(heads, 3, 10.0, 2.9 * heads + 0.6)
+    for h in range(heads):
+        for t, key in enumerate(("x0", "x1", "=")):
+            im = draw_grid(ax[h, t], patterns[h, t], vlim=(0.0, 1.0))
+            ax[h, t].set_title(f"head {h}: '=' attends to {key}", fontsize=10)
+    fig.colorbar(im, ax=ax.ravel().tolist(), shrink=0.6, label="attention weight")
+    fig.suptitle(f"{task}: attention from '=' per head")
+    return fig
+
+
+def fig_dft_matrix(p):
+    """The real DFT matrix (Fourier basis) of size p (top) and three of its rows (bottom). 2 panels."""
+    B = fa.fourier_basis(p)
+    labels = fa.fourier_labels(p)
+    fig = Figure(figsize=(7.0, 9.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, height_ratios=[2.2, 1])
+    im = top.imshow(B, cmap=SIGNED, vmin=symmetric(B)[0], vmax=symmetric(B)[1], aspect="equal")
+    step = max(1, p // 12)
+    rows = list(range(0, p, 2 * step if step > 1 else 1))
+    top.set_yticks(rows)
+    top.set_yticklabels([labels[r] for r in rows])
+    top.set_xlabel("x (token)")
+    top.set_ylabel("basis row")
+    top.set_title(f"Fourier basis for p = {p}: const, cos k, sin k (orthonormal rows)")
+    fig.colorbar(im, ax=top, label="value")
+    for r, colour in zip(range(1, min(p, 4)), ("C0", "C1", "C2")):
+        bottom.plot(np.arange(p), B[r], "o-", color=colour, markersize=3, label=f"row {labels[r]}")
+    bottom.set_xlabel("x (token)")
+    bottom.set_ylabel("basis value")
+    bottom.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)  # above, off the data
+    return fig
+
+
+def fig_basis_control(grids_basis, n=N_NEURONS):
+    """T_basis (targets shuffled): the first n neurons (top) and their spectra (bottom). 2n panels.
+
+    The no-structure control: no single frequency should stand out, unlike Figures 8 and 9.
+    """
+    fig, ax = new_figure(2, n, 3.6 * n, 7.0)
+    power = fa.neuron_power(grids_basis[:n])
+    for j in range(n):
+        im = draw_grid(ax[0, j], grids_basis[j])
+        ax[0, j].set_title(f"T_basis: neuron {j}")
+        fig.colorbar(im, ax=ax[0, j], shrink=0.8, label="activation" if j == n - 1 else None)
+        im = draw_spectrum(ax[1, j], power[j])
+        ax[1, j].set_title(f"T_basis: neuron {j} spectrum")
+        fig.colorbar(im, ax=ax[1, j], shrink=0.8, label="power |FFT|\u00b2" if j == n - 1 else None)
+    fig.suptitle("T_basis, the no-structure control: neurons (top) and spectra (bottom, circled = active)",
+                 fontsize=10)
+    return fig
+
+
+# ============================================================================ runs -> figures
+def neuron_grids(run):
+    """fft_analysis.neuron_grids of a loaded run, computed once and kept in the run dict."""
+    if "neuron_grids" not in run:
+        run["neuron_grids"] = fa.neuron_grids(run["params"], int(run["config"]["p"]))
+    return run["neuron_grids"]
+
+
+def moduli(run):
+    return run["config"]["moduli"]
+
+
+def default_p(runs):
+    """p for the DFT matrix: that of the T_miiii run, else the T_nanda run, else the paper's 113."""
+    for role in ("miiii", "nanda"):
+        if role in runs:
+            return int(runs[role]["config"]["p"])
+    return 113
+
+
+# Every output: (file stem, what it needs, how to draw it from the loaded runs). A need is a run
+# role ("nanda", "miiii", "basis", "masked"), or "role.record" for a training record of that run.
+PLAN = [
+    ("fig01_neuron_activation", ["nanda"], lambda R: fig_neuron_activation(neuron_grids(R["nanda"]))),
+    ("fig02_embedding_sinusoid", ["nanda"], lambda R: fig_embedding_sinusoid(R["nanda"]["params"]["tok_emb"])),
+    ("fig03_grokking", ["nanda"], lambda R: fig_grokking(R["nanda"]["metrics"])),
+    ("fig04_task_data", [], lambda R: fig_task_data()),
+    ("fig05_task_accuracy", ["miiii"], lambda R: fig_task_accuracy(R["miiii"]["metrics"], moduli(R["miiii"]))),
+    ("fig06_positional_embeddings", ["nanda", "miiii"],
+     lambda R: fig_positional_embeddings(R["nanda"]["params"]["pos_emb"], R["miiii"]["params"]["pos_emb"])),
+    ("fig07_token_embeddings_fourier", ["nanda", "miiii"],
+     lambda R: fig_token_embeddings_fourier(R["nanda"]["params"]["tok_emb"], R["miiii"]["params"]["tok_emb"])),
+    ("fig08_neurons", ["nanda", "miiii"], lambda R: fig_neurons(neuron_grids(R["nanda"]), neuron_grids(R["miiii"]))),
+    ("fig09_neuron_spectra", ["nanda", "miiii"],
+     lambda R: fig_neuron_spectra(neuron_grids(R["nanda"]), neuron_grids(R["miiii"]))),
+    ("fig10_active_frequencies", ["miiii", "miiii.omega"], lambda R: fig_active_frequencies(R["miiii"]["omega"])),
+    ("fig11_omega_and_accuracy", ["miiii", "miiii.omega"],
+     lambda R: fig_omega_and_accuracy(R["miiii"]["omega"], R["miiii"]["metrics"], moduli(R["miiii"]))),
+    ("extra_loss_curves", ["miiii"], lambda R: fig_task_accuracy(R["miiii"]["metrics"], moduli(R["miiii"]), loss=True)),
+    ("extra_singular_values", ["nanda", "miiii"],
+     lambda R: fig_singular_values(R["nanda"]["params"]["tok_emb"], R["miiii"]["params"]["tok_emb"])),
+    ("extra_gradient_norms", ["miiii", "miiii.grad_norms"], lambda R: fig_gradient_norms(R["miiii"]["grad_norms"])),
+    ("extra_attention_nanda", ["nanda"],
+     lambda R: fig_attention(fa.attention_patterns(R["nanda"]["params"], R["nanda"]["config"]["p"]), "T_nanda")),
+    ("extra_attention_miiii", ["miiii"],
+     lambda R: fig_attention(fa.attention_patterns(R["miiii"]["params"], R["miiii"]["config"]["p"]), "T_miiii")),
+    ("extra_dft_matrix", [], lambda R: fig_dft_matrix(default_p(R))),
+    ("extra_basis_control", ["basis"], lambda R: fig_basis_control(neuron_grids(R["basis"]))),
+    ("extra_masked_accuracy", ["masked"],
+     lambda R: fig_task_accuracy(R["masked"]["metrics"], moduli(R["masked"]), task="T_masked",
+                                 mask=R["masked"]["config"]["mask"])),
+]
+RECORD_FILES = {"omega": "omega.npz", "grad_norms": "grad_norms.npz"}
+
+
+def missing(needs, runs):
+    """Why a figure cannot be drawn (one phrase), or None when all it needs is there."""
+    for need in needs:
+        role, _, record = need.partition(".")
+        if role not in runs:
+            return f"needs --{role}"
+        if record and record not in runs[role]:
+            return f"the --{role} run has no {RECORD_FILES[record]}"
+    return None
+
+
+def load_runs(paths):
+    """{role: fft_analysis.load_run(path)} for the roles given; each run must be of its role's task."""
+    runs = {}
+    for role, path in paths.items():
+        run = fa.load_run(path)
+        if run["config"]["task"] != role:
+            raise fa.RunError(f"--{role} {path}: is a {run['config']['task']} run, expected task {role}")
+        runs[role] = run
+    return runs
+
+
+def save(fig, out, stem, formats):
+    """Write fig as out/stem.<format> for each format; returns the paths."""
+    paths = []
+    for fmt in formats:
+        path = os.path.join(out, f"{stem}.{fmt}")
+        fig.savefig(path, format=fmt)
+        paths.append(path)
+    return paths
+
+
+def draw_all(runs, out, formats, log=print, warn=None):
+    """Draw every figure of PLAN that its runs allow, and Table 1; returns the paths written."""
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    os.makedirs(out, exist_ok=True)
+    written = []
+    for stem, needs, draw in PLAN:
+        why = missing(needs, runs)
+        if why:
+            warn(f"skip {stem}: {why}")
+            continue
+        start = time.perf_counter()
+        written += save(draw(runs), out, stem, formats)
+        log(f"wrote {stem} ({time.perf_counter() - start:.1f} s)")
+    # Table 1: the counts fft_analysis reports (analyse_run reads them from omega.npz, else from params_<E>.npz)
+    if "miiii" not in runs:
+        warn("skip table1: needs --miiii")
+    else:
+        analysis = fa.analyse_run(runs["miiii"]["dir"])
+        if not analysis["active_freqs"]:
+            warn("skip table1: the --miiii run has no record at epoch 256 or later (omega.npz or params_<epoch>.npz)")
+        else:
+            p = analysis["p"]
+            table = (f"Table 1: number of active frequencies w in the T_miiii model (p = {p}) through training "
+                     f"(- = epoch not reached)\n\n" + table1_markdown(analysis["active_freqs"], f"this run (p = {p})"))
+            path = os.path.join(out, "table1.md")
+            miiii.atomic_write(path, lambda f: f.write(table.encode()))
+            written.append(path)
+            log(table)
+    return written
+
+
+# ============================================================================ command line
+def parse_formats(text):
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise miiii.UsageError(f"unknown format {unknown[0] if unknown else text!r} (choose from {', '.join(FORMATS)})")
+    return list(dict.fromkeys(formats))  # keep order, drop repeats
+
+
+def main(argv=None):
+    ap = miiii.OneLineParser(prog="figures.py", description="Draw the talk's figures (and the paper's extras) "
+                             "from miiii run directories; a figure whose run is not given is skipped.")
+    for role, what in (("nanda", "T_nanda"), ("miiii", "T_miiii"), ("basis", "T_basis (control)"),
+                       ("masked", "T_masked")):
+        ap.add_argument(f"--{role}", metavar="RUN_DIR", help=f"a {what} run directory")
+    ap.add_argument("--out", default=os.path.join("runs", "figures"), help="output folder (default: %(default)s)")
+    ap.add_argument("--format", default="png", help="comma-separated: png, svg, pdf (default: %(default)s)")
+    try:
+        args = ap.parse_args(argv)
+        formats = parse_formats(args.format)
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise miiii.UsageError(f"--out {args.out} exists and is not a directory")
+        runs = load_runs({role: getattr(args, role) for role in ("nanda", "miiii", "basis", "masked")
+                          if getattr(args, role) is not None})
+        os.makedirs(args.out, exist_ok=True)
+    except (miiii.UsageError, fa.RunError) as e:
+        print(f"figures.py: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"figures.py: error: cannot create --out {args.out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    written = draw_all(runs, args.out, formats)
+    print(f"{len(written)} files in {args.out} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""The GPU code path without a GPU: miiii and fft_analysis run on tests/fake_cupy.py, a CuPy
+stand-in whose arrays refuse to mix with numpy arrays, so a host/device mix-up fails here.
+
+First the stand-in itself is checked (it must refuse what CuPy refuses and allow what CuPy
+allows), then the project's GPU path runs on it -- loss and gradients, training with dropout and
+both GrokFast filters, evaluation, saving a run, the analysis snapshots -- and is compared with the
+numpy backend. Last, every `xp.<name>` the source uses must exist in the stand-in (and in CuPy,
+when CuPy is installed).
+"""
+import json
+import operator
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for fake_cupy
+
+import fake_cupy  # noqa: E402
+import miiii  # noqa: E402
+
+try:
+    import fft_analysis as fa
+except ImportError:  # being written alongside; its tests below are skipped until it exists
+    fa = None
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(task="miiii", p=11, d=16, heads=2, lr=3e-3, wd=1.0, lamb=2.0, alpha=0.98, dropout=0.0,
+            filter="ema", window=5, train_frac=0.5, epochs=24, seed=0, log_every=8)
+
+
+def on_device(a):
+    return isinstance(a, fake_cupy.ndarray)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """miiii (and so fft_analysis) on the stand-in backend for one test; numpy again after it."""
+    monkeypatch.setattr(miiii, "xp", fake_cupy)
+    monkeypatch.setattr(miiii, "_layouts", {})  # head layouts hold backend arrays: start clean
+    return fake_cupy
+
+
+# ============================================================================ the stand-in itself
+def test_fake_arrays_refuse_numpy_operands():
+    xp = fake_cupy
+    a, h = xp.asarray(np.arange(6.0).reshape(2, 3)), np.ones((2, 3))
+    mixes = [
+        lambda: a + h, lambda: h + a, lambda: a * h[0], lambda: h - a,  # operators, both sides
+        lambda: a @ h.T, lambda: h.T @ a,
+        lambda: np.add(a, h), lambda: xp.exp(h), lambda: xp.maximum(a, h),
+        lambda: xp.exp(a, out=h),  # a host output buffer
+        lambda: a + np.array(2.0),  # CuPy refuses 0-d numpy arrays in arithmetic too
+        lambda: xp.stack([a, h]), lambda: xp.concatenate([a, h]), lambda: np.concatenate([a, h]),
+        lambda: xp.where(h > 0, a, 0), lambda: xp.einsum("ij,ij->i", a, h),
+        lambda: a[np.array([0, 1])],  # stricter than CuPy, which copies the index over silently
+        lambda: a.__setitem__(0, np.zeros(3)),
+        lambda: np.maximum.reduceat(a, [0, 2], axis=1),  # ufunc methods are numpy-only
+    ]
+    for i, mix in enumerate(mixes):
+        with pytest.raises(TypeError):
+            mix()
+            pytest.fail(f"mix {i} did not raise")
+    b = a.copy()
+    with pytest.raises(TypeError):
+        b += h  # in place
+    with pytest.raises(ValueError):
+        xp.repeat(a, xp.asarray([1, 2]), axis=0)  # CuPy wants host repeat counts
+
+
+def test_fake_arrays_refuse_implicit_conversion():
+    a = fake_cupy.asarray(np.arange(3.0))
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array is not allowed"):
+        np.asarray(a)
+    for convert in (np.array, np.asanyarray, lambda v: np.testing.assert_allclose(v, np.arange(3.0)),
+                    lambda v: np.zeros(3) + np.asarray(v)):
+        with pytest.raises(TypeError):
+            convert(a)
+    with pytest.raises(TypeError):
+        operator.index(a[0])  # no __index__ in CuPy: a device scalar cannot index host containers
+    with pytest.raises(TypeError):
+        json.dumps({"x": a[0]})
+
+
+def test_fake_arrays_allow_scalars_and_explicit_transfers():
+    xp = fake_cupy
+    host = np.arange(6.0).reshape(2, 3)
+    a = xp.asarray(host)
+    host[0, 0] = 99.0
+    assert float(a[0, 0]) == 0.0  # asarray copied: host and device do not share memory
+    for r in (a + 1, 2.0 * a, np.float32(3) * a, a > np.array(0.5), a ** 0.5, -a, abs(a), a[0], a[:, 1:],
+              a[xp.asarray([1, 0])], a.T, a.reshape(3, 2), a.astype(np.float32), a.sum(), a.max(axis=1),
+              a.argmax(axis=-1), a.mean(), a @ a.T, xp.einsum("ij,kj->ik", a, a), np.exp(a), np.sum(a),
+              xp.stack([a, a]), xp.where(a > 1, a, 0), xp.repeat(a, [1, 2], axis=0), xp.fft.rfft2(a).real,
+              xp.arange(3), xp.random.default_rng(3).random((2, 3), dtype=np.float32)):
+        assert on_device(r), type(r)
+    assert a.sum().shape == ()  # reductions give 0-d device arrays, not numpy scalars
+    assert xp.random.default_rng(3).random((2, 3), dtype=np.float32).dtype == np.float32
+    scalars = (float(a.sum()), int(a[1, 2]), bool(a[0, 1]), a[1, 1].item(), f"{a[1, 0]:.1f}")
+    assert scalars == (15.0, 5, True, 4.0, "3.0")  # one-element arrays convert explicitly
+    assert a.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    for back in (xp.asnumpy(a), a.get()):
+        assert type(back) is np.ndarray
+        np.testing.assert_array_equal(back, np.arange(6.0).reshape(2, 3))
+    back = a.get()
+    back[0, 0] = -1.0
+    assert float(a[0, 0]) == 0.0  # get() copied too
+    b = a  # in-place operations keep the array and its storage
+    a += 1
+    xp.exp(a, out=a)
+    a[0] -= xp.asarray([1.0, 1.0, 1.0])
+    assert b is a
+    np.testing.assert_allclose(a.get(), np.exp(np.arange(6.0).reshape(2, 3) + 1) - [[1], [0]])
+    assert xp.__name__ != "numpy" and xp.get_array_module(a) is xp and xp.get_array_module(host) is np
+    assert xp.float64 is np.float64 and xp.float32 is np.float32
+
+
+# ============================================================================ the project on it
+def tiny_problem(task, p, d=16, heads=2, seed=0):
+    data = miiii.make_task(task, p, 0.5, seed)
+    params = miiii.init_params(p, d, heads, data["classes"], seed)
+    idx = data["train"]
+    return data, params, data["x"][idx], data["y"][idx]
+
+
+@pytest.mark.parametrize("task, p", [("nanda", 7), ("miiii", 11), ("masked", 13), ("divisible", 11)])
+def test_loss_and_grads_on_the_device_match_numpy(fake_gpu, task, p):
+    data, params, x, y = tiny_problem(task, p)
+    miiii.xp = np  # the numpy reference on the same inputs (the fixture restores numpy afterwards)
+    loss_np, grads_np = miiii.loss_and_grads(params, x, y, data["classes"], data["mask"])
+    miiii.xp = fake_gpu
+    dev = {name: miiii.to_device(w) for name, w in params.items()}
+    loss, grads = miiii.loss_and_grads(dev, miiii.to_device(x), miiii.to_device(y), data["classes"],
+                                       miiii.to_device(data["mask"]))
+    assert type(loss) is float
+    assert loss == pytest.approx(loss_np, rel=1e-6)
+    for name in miiii.PARAM_NAMES:
+        assert on_device(grads[name]), name
+        g = miiii.to_host(grads[name])
+        assert g.dtype == np.float32 and g.shape == params[name].shape
+        np.testing.assert_allclose(g, grads_np[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_dropout_draws_on_the_device(fake_gpu):
+    data, params, x, y = tiny_problem("miiii", 11)
+    rng = miiii.dropout_rng(0, 3)
+    assert not isinstance(rng, np.random.Generator)  # the backend's generator, not numpy's
+    dev = {name: miiii.to_device(w) for name, w in params.items()}
+    loss, grads = miiii.loss_and_grads(dev, miiii.to_device(x), miiii.to_device(y), data["classes"],
+                                       miiii.to_device(data["mask"]), dropout=0.3, rng=rng)
+    assert np.isfinite(loss)
+    assert all(on_device(g) and np.isfinite(miiii.to_host(g)).all() for g in grads.values())
+
+
+def test_evaluate_on_the_device_matches_numpy(fake_gpu):
+    data, params, _, _ = tiny_problem("miiii", 11)
+    sets = (data["train"], data["valid"])
+    miiii.xp = np
+    expected = miiii.evaluate(params, data["x"], data["y"], data["classes"], sets)
+    miiii.xp = fake_gpu
+    dev = {name: miiii.to_device(w) for name, w in params.items()}
+    got = miiii.evaluate(dev, miiii.to_device(data["x"]), miiii.to_device(data["y"]), data["classes"],
+                         tuple(miiii.to_device(s) for s in sets))
+    for (gl, ga), (el, ea) in zip(got, expected):
+        assert type(gl) is np.ndarray and type(ga) is np.ndarray  # host results
+        np.testing.assert_allclose(gl, el, rtol=1e-6)
+        np.testing.assert_array_equal(ga, ea)
+
+
+def check_host_results(params, metrics, cfg):
+    for name in miiii.PARAM_NAMES:
+        assert type(params[name]) is np.ndarray and params[name].dtype == np.float32, name
+    for key, value in metrics.items():
+        assert type(value) is np.ndarray, key
+    assert metrics["epochs"][-1] == cfg["epochs"]
+    assert np.isfinite(metrics["step_loss"]).all() and np.isfinite(metrics["valid_loss"]).all()
+
+
+def test_training_without_dropout_matches_numpy(fake_gpu):
+    miiii.xp = np
+    expected_params, expected = miiii.train(TINY, progress=False)
+    miiii.xp = fake_gpu
+    params, metrics = miiii.train(TINY, progress=False)
+    check_host_results(params, metrics, TINY)
+    # same arithmetic, except the head reductions (reduceat on numpy, a padded gather on the device)
+    np.testing.assert_allclose(metrics["step_loss"], expected["step_loss"], rtol=1e-5)
+    np.testing.assert_allclose(metrics["valid_acc"], expected["valid_acc"], atol=1e-12)
+    for name in miiii.PARAM_NAMES:
+        np.testing.assert_allclose(params[name], expected_params[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("filt", ["ema", "ma", "none"])
+def test_training_with_dropout_and_hooks_runs_on_the_device(fake_gpu, filt):
+    cfg = {**TINY, "dropout": 0.1, "filter": filt}
+    seen = {"log": 0, "grads": 0, "snapshot": 0}
+
+    def log(epoch, params, metrics):  # hooks see the backend's arrays, as fft_analysis will
+        assert all(on_device(w) for w in params.values())
+        seen["log"] += 1
+
+    def grads(epoch, g):
+        assert all(on_device(v) for v in g.values())
+        seen["grads"] += 1
+
+    def snapshot(epoch, params):
+        seen["snapshot"] += 1
+
+    hooks = [{"log": log, "grads": grads, "snapshot": snapshot, "snapshot_epochs": {0, 5, cfg["epochs"]}}]
+    params, metrics = miiii.train(cfg, progress=False, hooks=hooks)
+    check_host_results(params, metrics, cfg)
+    assert seen == {"log": len(metrics["epochs"]), "grads": len(metrics["epochs"]) - 1, "snapshot": 3}
+
+
+def test_progress_line_on_the_device(fake_gpu, capfd):
+    cfg = {**TINY, "epochs": 3, "dropout": 0.1}
+    miiii.train(cfg, progress=True)
+    assert "epoch 3/3" in capfd.readouterr().err
+
+
+def test_a_run_trained_on_the_device_saves_and_loads_with_numpy(fake_gpu, tmp_path):
+    cfg = {**miiii.DEFAULTS, **TINY, "dropout": 0.1, "gpu": True}
+    params, metrics = miiii.train(cfg, progress=False)
+    out = str(tmp_path / "run")
+    miiii.write_run(out, cfg, params, metrics)
+    with np.load(os.path.join(out, "params.npz"), allow_pickle=False) as f:
+        for name in miiii.PARAM_NAMES:
+            np.testing.assert_array_equal(f[name], params[name])
+    with np.load(os.path.join(out, "metrics.npz"), allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["valid_acc"], metrics["valid_acc"])
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["backend"] == "cupy"
+
+
+def test_checkpoint_on_the_device_resumes_bit_identically(fake_gpu, tmp_path):
+    cfg = {**miiii.DEFAULTS, **TINY, "dropout": 0.1, "filter": "ma", "gpu": True}
+    path = str(tmp_path / miiii.CHECKPOINT)
+
+    def checkpoint(state):  # keep the first one, at epoch 10
+        if not os.path.exists(path):
+            miiii.save_checkpoint(path, state, cfg)
+
+    params, metrics = miiii.train(cfg, progress=False, checkpoint=checkpoint, checkpoint_every=10)
+    state = miiii.load_checkpoint(path, cfg)
+    assert state["epoch"] == 10
+    assert all(on_device(w) for w in state["params"].values())  # device arrays come back on the device
+    assert all(on_device(w) for w in state["adam"]["m"].values())
+    assert type(state["step_loss"]) is np.ndarray  # host arrays stay on the host
+    resumed, resumed_metrics = miiii.train(cfg, progress=False, state=state)
+    for name in miiii.PARAM_NAMES:
+        np.testing.assert_array_equal(resumed[name], params[name], err_msg=name)
+    np.testing.assert_array_equal(resumed_metrics["step_loss"], metrics["step_loss"])
+
+
+def test_command_line_with_gpu_flag_on_the_device(monkeypatch, tmp_path):
+    """`miiii.py --gpu` end to end, with the stand-in installed as `cupy`."""
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setattr(miiii, "xp", np)  # use_backend("cupy") rebinds it; monkeypatch puts numpy back
+    monkeypatch.setattr(miiii, "_layouts", {})
+    out = str(tmp_path / "run")
+    argv = ["--task", "nanda", "--p", "11", "--d", "16", "--heads", "2", "--epochs", "20", "--log-every", "5",
+            "--checkpoint-every", "5", "--gpu", "--quiet", "--out", out]
+    assert miiii.main(argv) == 0
+    assert miiii.xp is fake_cupy
+    with np.load(os.path.join(out, "params.npz"), allow_pickle=False) as f:
+        assert f["W_U"].shape == (16, 11)
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["backend"] == "cupy"
+    assert not os.path.exists(os.path.join(out, miiii.CHECKPOINT))
+    if fa is not None and hasattr(fa, "main"):
+        assert os.path.exists(os.path.join(out, "omega.npz"))
+        assert fa.main([out, "--gpu"]) == 0
+        with open(os.path.join(out, "analysis.json")) as f:
+            assert json.load(f)["p"] == 11
+
+
+# ============================================================================ the analysis on it
+ANALYSIS = fa is not None and all(hasattr(fa, name) for name in
+                                  ("training_hooks", "write_training_records", "omega_snapshot", "neuron_grids"))
+needs_analysis = pytest.mark.skipif(not ANALYSIS, reason="fft_analysis has no training hooks yet")
+
+
+def trained_params(cfg):
+    """A short numpy-backend run: parameters with some structure to analyse."""
+    return miiii.train(cfg, progress=False)[0]
+
+
+@needs_analysis
+def test_analysis_snapshots_on_the_device_match_numpy(fake_gpu):
+    cfg = {**TINY, "task": "nanda", "epochs": 40}
+    miiii.xp = np
+    params = trained_params(cfg)
+    p = cfg["p"]
+    expected = (fa.neuron_grids(params, p), fa.omega_snapshot(params, p), fa.attention_patterns(params, p))
+    miiii.xp = fake_gpu
+    grids, omega, att = fa.neuron_grids(params, p), fa.omega_snapshot(params, p), fa.attention_patterns(params, p)
+    assert type(grids) is np.ndarray and type(att) is np.ndarray
+    np.testing.assert_allclose(grids, expected[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(att, expected[2], rtol=1e-5, atol=1e-7)
+    assert on_device(fa.neuron_grids(params, p, host=False))
+    for key, value in omega.items():
+        assert not on_device(value), key  # host values, ready for np.savez / json
+        np.testing.assert_array_equal(value, expected[1][key], err_msg=key)
+    power = fa.neuron_power(fa.neuron_grids(params, p, host=False))  # the device path of the spectrum
+    assert on_device(power)
+    np.testing.assert_allclose(miiii.to_host(power), fa.neuron_power(expected[0]), rtol=1e-4, atol=1e-6)
+
+
+@needs_analysis
+def test_training_hooks_and_records_on_the_device(fake_gpu, tmp_path):
+    cfg = {**TINY, "task": "nanda", "epochs": 40, "dropout": 0.1}
+    state = {}
+    params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
+    assert state["omega"] and state["grad_norms"]
+    for snap in state["omega"].values():
+        assert not any(on_device(v) for v in snap.values())
+    for norms in state["grad_norms"].values():
+        assert all(type(v) is float for v in norms.values())
+    out = str(tmp_path / "run")
+    fa.write_training_records(out, state)
+    miiii.write_run(out, {**miiii.DEFAULTS, **cfg}, params, metrics)
+    with np.load(os.path.join(out, "omega.npz"), allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["epochs"], sorted(state["omega"]))
+    with np.load(os.path.join(out, "grad_norms.npz"), allow_pickle=False) as f:
+        assert np.isfinite(f["W_U"]).all()
+    if hasattr(fa, "analyse_run"):  # the command line's --gpu path: analysis of a saved run
+        on_fake = fa.analyse_run(out)
+        miiii.xp = np
+        assert fa.analyse_run(out) == on_fake
+        json.dumps(on_fake)
+
+
+# ============================================================================ names the code uses
+SOURCES = [os.path.join(ROOT, name) for name in ("miiii.py", "grokfast.py", "fft_analysis.py", "figures.py")]
+XP_NAME = re.compile(r"\bxp((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+
+
+def xp_names():
+    """Every `xp.a.b` chain in the project's source (comments and docstrings included)."""
+    names = set()
+    for path in SOURCES:
+        if os.path.exists(path):
+            with open(path) as f:
+                names |= {m.group(1)[1:] for m in XP_NAME.finditer(f.read())}
+    return sorted(names)
+
+
+def missing_names(module):
+    missing = []
+    for name in xp_names():
+        obj = module
+        for part in name.split("."):
+            if not hasattr(obj, part):
+                missing.append(name)
+                break
+            obj = getattr(obj, part)
+    return missing
+
+
+def test_the_scan_finds_the_names_used():
+    names = xp_names()
+    for expected in ("asnumpy", "asarray", "einsum", "random.default_rng", "float64", "__name__"):
+        assert expected in names
+    if os.path.exists(SOURCES[2]) and "fft.rfft2" in open(SOURCES[2]).read():
+        assert "fft.rfft2" in names
+
+
+def test_fake_cupy_has_every_xp_name():
+    assert missing_names(fake_cupy) == []
+
+
+def test_cupy_has_every_xp_name():
+    cupy = pytest.importorskip("cupy")
+    assert missing_names(cupy) == []

@@ -1,0 +1,282 @@
+"""Tests of figures.py: every figure on tiny real runs and on hand-made arrays, Table 1 against
+fft_analysis, and the command line (files written, skipped figures, bad input)."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import fft_analysis as fa  # noqa: E402
+import figures  # noqa: E402
+import miiii  # noqa: E402
+
+TINY = dict(d=16, heads=2, epochs=300, log_every=10)
+TINY_P = {"nanda": 11, "miiii": 11, "basis": 11, "masked": 13}  # masked needs a prime >= 11 in the loss
+HEADS = TINY["heads"]
+
+# panels (data axes, colour bars not counted) of each output, on the tiny runs
+PANELS = {
+    "fig01_neuron_activation": 1, "fig02_embedding_sinusoid": 1, "fig03_grokking": 2, "fig04_task_data": 2,
+    "fig05_task_accuracy": 2, "fig06_positional_embeddings": 2, "fig07_token_embeddings_fourier": 2,
+    "fig08_neurons": 6, "fig09_neuron_spectra": 6, "fig10_active_frequencies": 1,
+    "fig11_omega_and_accuracy": 2, "extra_loss_curves": 2, "extra_singular_values": 2,
+    "extra_gradient_norms": 1, "extra_attention_nanda": 3 * HEADS, "extra_attention_miiii": 3 * HEADS,
+    "extra_dft_matrix": 2, "extra_basis_control": 6, "extra_masked_accuracy": 2,
+}
+
+
+def make_run(out, task):
+    """A tiny real run with every training record (omega.npz, grad_norms.npz, params_256.npz)."""
+    cfg = {**miiii.DEFAULTS, **TINY, "task": task, "p": TINY_P[task]}
+    state = {}
+    params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
+    miiii.write_run(out, cfg, params, metrics)
+    fa.write_training_records(out, state)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def run_dirs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("figure-runs")
+    return {task: make_run(base / task, task) for task in TINY_P}
+
+
+@pytest.fixture(scope="session")
+def runs(run_dirs):
+    return figures.load_runs(run_dirs)
+
+
+def check_labelled(fig):
+    """Every panel has a y label, and an x label of its own or on a panel sharing its x axis."""
+    for ax in figures.panels(fig):
+        assert ax.get_ylabel(), f"panel {ax.get_title()!r} has no y label"
+        shared = ax.get_shared_x_axes().get_siblings(ax)
+        assert any(a.get_xlabel() for a in shared), f"panel {ax.get_title()!r} has no x label"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "figures.py", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+# ============================================================================ on real runs
+def test_plan_covers_every_output():
+    assert [stem for stem, _, _ in figures.PLAN] == list(PANELS)
+
+
+@pytest.mark.parametrize("stem, needs, draw", figures.PLAN, ids=[stem for stem, _, _ in figures.PLAN])
+def test_every_figure_on_a_tiny_real_run(runs, stem, needs, draw):
+    fig = draw(runs)
+    assert isinstance(fig, Figure)
+    assert len(figures.panels(fig)) == PANELS[stem]
+    check_labelled(fig)
+
+
+# ============================================================================ on hand-made arrays
+def wave(p, k, phase=0.0):
+    return np.cos(2 * np.pi * k * np.arange(p) / p + phase)
+
+
+def planted_grids(p, n=4):
+    """n neuron grids [x0, x1]: neuron 2 a pure wave along x0 + x1, the others noise, neuron 3 dead."""
+    rng = np.random.default_rng(0)
+    grids = rng.random((n, p, p)).astype(np.float32)
+    x0, x1 = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    grids[2] = 1 + np.cos(2 * np.pi * 3 * (x0 + x1) / p)
+    grids[3] = 0.0
+    return grids
+
+
+def test_neuron_figures_on_planted_grids():
+    p = 13
+    grids = planted_grids(p)
+    fig = figures.fig_neuron_activation(grids)
+    assert "neuron 2" in figures.panels(fig)[0].get_title()  # the pure wave is the clearest neuron
+    np.testing.assert_array_equal(figures.panels(fig)[0].images[0].get_array(), grids[2])  # rows x0, cols x1
+    check_labelled(fig)
+    for fig in (figures.fig_neurons(grids, grids), figures.fig_neuron_spectra(grids, grids),
+                figures.fig_basis_control(grids)):
+        assert len(figures.panels(fig)) == 6
+        check_labelled(fig)
+
+
+def test_spectrum_circles_the_planted_frequency():
+    p = 13
+    grids = planted_grids(p)
+    fig = figures.fig_neuron_spectra(grids, grids)
+    ax = figures.panels(fig)[2]  # T_nanda neuron 2: the pure wave cos(2 pi 3 (x0 + x1) / p)
+    circled = ax.collections[0].get_offsets()  # (k1, k0) of the active frequencies
+    assert [tuple(c) for c in circled] == [(3, 3)]
+    image = np.asarray(ax.images[0].get_array())  # rows k0 = -p//2 .. p//2
+    assert image.shape == (p, p // 2 + 1)
+    assert np.unravel_index(image.argmax(), image.shape) == (3 + p // 2, 3)
+
+
+def test_embedding_sinusoid_is_the_projection_fit():
+    p, d = 17, 6
+    rng = np.random.default_rng(1)
+    tok = rng.normal(0, 0.05, (p + 1, d))
+    tok[:p, 4] += 0.8 * wave(p, 5, 0.7) + 0.3  # dimension 4 carries frequency 5
+    fig = figures.fig_embedding_sinusoid(tok)
+    ax = figures.panels(fig)[0]
+    assert "k = 5" in ax.get_title() and ax.get_ylabel() == "embedding dimension 4"
+    curve = ax.lines[0].get_ydata()
+    # at the tokens, the drawn formula is fft_analysis's projection on const, cos 5, sin 5
+    coeffs = fa.project(tok[:p, 4])
+    kept = np.zeros(p)
+    kept[[0, 9, 10]] = coeffs[[0, 9, 10]]
+    np.testing.assert_allclose(curve[::20], fa.unproject(kept), atol=1e-9)
+    check_labelled(fig)
+
+
+def test_embedding_comparisons_on_built_embeddings():
+    p, d = 59, 8  # mean + 2 std picks 3 equal frequencies only when there are enough others (p/10)
+    rng = np.random.default_rng(2)
+    tok = rng.normal(0, 0.01, (p + 1, d))
+    for j, k in enumerate((2, 7, 9)):
+        tok[:p, j] += wave(p, k)
+    fig = figures.fig_token_embeddings_fourier(tok, tok)
+    ax = figures.panels(fig)[0]
+    red = [t.get_text() for t in ax.get_xticklabels() if t.get_color() == "red"]
+    assert red == ["2", "7", "9"] == [str(k) for k in fa.embedding_fourier(tok)["key_freqs"]]
+    pos = np.stack([wave(d, 1), wave(d, 1) * 0.5 + 0.1, wave(d, 2)])
+    fig = figures.fig_positional_embeddings(pos, -pos)
+    assert all("= 1.00" in ax.get_title() for ax in figures.panels(fig))
+    for fig in (figures.fig_token_embeddings_fourier(tok, tok), figures.fig_singular_values(tok, tok * 2),
+                figures.fig_positional_embeddings(pos, pos)):
+        assert len(figures.panels(fig)) == 2
+        check_labelled(fig)
+
+
+def hand_metrics(T, L=20):
+    epochs = np.concatenate([[0], 2 ** np.arange(L - 1)])
+    ramp = np.linspace(0, 1, L)[:, None] * np.ones(T)
+    return {"epochs": epochs, "train_acc": ramp, "valid_acc": ramp ** 3, "train_loss": 1.5 - ramp,
+            "valid_loss": 1.6 - ramp, "step_loss": np.ones(int(epochs[-1]))}
+
+
+def hand_omega(S=12, F=40, ever=(3, 17, 8)):
+    """omega.npz arrays: frequency ever[i] is active in the model from snapshot 2 + 3 i on."""
+    epochs = np.concatenate([[0], 2 ** np.arange(S - 1)])
+    counts = np.ones((S, F), dtype=np.int64)
+    active = np.zeros((S, F), dtype=bool)
+    for i, w in enumerate(ever):
+        active[2 + 3 * i:, w] = True
+        counts[2 + 3 * i:, w] = 10 + i
+    p = 9  # (p^2 - 1) / 2 = 40 frequencies
+    return {"epochs": epochs, "freqs": fa.frequency_index(p), "counts": counts, "live": np.full(S, 30),
+            "share": np.full(S, 0.05), "active": active, "n_active": active.sum(axis=1)}
+
+
+def test_omega_rows_are_the_ever_active_frequencies_in_order_of_appearance():
+    omega = hand_omega()
+    rows, note = figures.omega_rows(omega)
+    assert rows.tolist() == [3, 17, 8] and "3 frequencies ever active" in note
+    rows, note = figures.omega_rows(omega, max_rows=2)  # capped: the two highest peak counts
+    assert rows.tolist() == [17, 8] and "2 most-counted of 3" in note
+    quiet = {**omega, "active": np.zeros_like(omega["active"])}
+    rows, note = figures.omega_rows(quiet, max_rows=5)  # none active: the highest counts
+    assert rows.tolist() == [8, 17, 3, 0, 1] and "no frequency active" in note
+
+
+def test_training_figures_on_hand_made_records():
+    omega, T = hand_omega(), 4
+    fig = figures.fig_active_frequencies(omega)
+    ax = figures.panels(fig)[0]
+    p = 9
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    expected = [f"({figures.signed_k(k0, p)}, {k1})" for k0, k1 in omega["freqs"][[3, 17, 8]]]
+    assert labels == expected
+    assert len(ax.collections[1].get_offsets()) == omega["active"][1:].sum()  # a dot per active cell (epoch > 0)
+    grad_norms = {"epochs": np.arange(0, 100, 10), **{n: np.linspace(2, 1, 10) for n in miiii.PARAM_NAMES}}
+    attention = np.random.default_rng(0).dirichlet(np.ones(3), size=(3, 7, 7)).transpose(0, 3, 1, 2)
+    for fig, n in ((fig, 1), (figures.fig_omega_and_accuracy(omega, hand_metrics(T), [2, 3, 5, 7]), 2),
+                   (figures.fig_grokking(hand_metrics(1)), 2),
+                   (figures.fig_task_accuracy(hand_metrics(T), [2, 3, 5, 7]), 2),
+                   (figures.fig_task_accuracy(hand_metrics(T), [2, 3, 5, 7], mask=[0, 0, 1, 1], loss=True), 2),
+                   (figures.fig_gradient_norms(grad_norms), 1), (figures.fig_attention(attention, "T"), 9),
+                   (figures.fig_dft_matrix(8), 2), (figures.fig_task_data(), 2)):
+        assert len(figures.panels(fig)) == n
+        check_labelled(fig)
+
+
+def test_task_data_shows_the_training_targets():
+    fig = figures.fig_task_data()
+    top, bottom = figures.panels(fig)
+    n = np.asarray(top.images[0].get_array())
+    assert n[3, 5] == 3 + 7 * 5  # rows x0, columns x1
+    y = np.asarray(bottom.images[0].get_array())
+    x0, x1 = np.meshgrid(np.arange(13), np.arange(13), indexing="ij")
+    np.testing.assert_array_equal(y, (x0 + 13 * x1) % 11)
+
+
+# ============================================================================ Table 1
+def test_table1_holds_fft_analysis_numbers(run_dirs, runs, tmp_path):
+    analysis = fa.analyse_run(run_dirs["miiii"])
+    omega = runs["miiii"]["omega"]
+    reported = {int(e): n for e, n in analysis["active_freqs"].items()}
+    assert reported == {int(e): int(n) for e, n in zip(omega["epochs"], omega["n_active"]) if e in fa.TABLE1_EPOCHS}
+    figures.draw_all({"miiii": runs["miiii"]}, str(tmp_path), ["png"], log=lambda line: None, warn=lambda line: None)
+    row = [line for line in open(tmp_path / "table1.md") if "this run" in line][0]
+    cells = [c.strip() for c in row.strip().strip("|").split("|")][1:]
+    assert cells == [str(reported[e]) if e in reported else "-" for e in fa.TABLE1_EPOCHS]
+    assert cells[0] != "-"  # a 300-epoch run reaches epoch 256
+
+
+# ============================================================================ command line
+def test_cli_draws_every_figure(run_dirs, tmp_path):
+    out = tmp_path / "figs"
+    result = run_cli(*(a for role, path in run_dirs.items() for a in (f"--{role}", path)), "--out", out)
+    assert result.returncode == 0, result.stderr
+    written = sorted(os.listdir(out))
+    assert written == sorted([f"{stem}.png" for stem in PANELS] + ["table1.md"])
+    assert all(os.path.getsize(out / name) > 0 for name in written)
+    assert "skip" not in result.stderr
+    assert "| epoch | 256 |" in result.stdout  # Table 1 printed
+
+
+def test_cli_skips_what_is_missing_with_one_line_each(run_dirs, tmp_path):
+    bare = tmp_path / "miiii-no-records"
+    shutil.copytree(run_dirs["miiii"], bare)
+    for name in os.listdir(bare):
+        if name in ("omega.npz", "grad_norms.npz") or name.startswith("params_"):
+            os.remove(bare / name)
+    out = tmp_path / "figs"
+    result = run_cli("--miiii", bare, "--out", out, "--format", "svg,pdf")
+    assert result.returncode == 0, result.stderr
+    skipped = {line.split()[1].rstrip(":"): line for line in result.stderr.splitlines() if line.startswith("skip")}
+    lacking = {"miiii": {}}  # a run with none of the training records
+    assert set(skipped) == {stem for stem, needs, _ in figures.PLAN if figures.missing(needs, lacking)} | {"table1"}
+    assert "no omega.npz" in skipped["fig10_active_frequencies"] and "needs --nanda" in skipped["fig01_neuron_activation"]
+    drawn = {stem for stem, _, _ in figures.PLAN} - set(skipped)
+    assert sorted(os.listdir(out)) == sorted(f"{stem}.{fmt}" for stem in drawn for fmt in ("svg", "pdf"))
+    assert all(os.path.getsize(out / name) > 0 for name in os.listdir(out))
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nanda", "{missing}"], "no such run directory"),
+    (["--nanda", "{empty}"], "config.json is missing"),
+    (["--nanda", "{miiii}"], "is a miiii run, expected task nanda"),
+    (["--format", "png,jpg"], "unknown format 'jpg'"),
+    (["--format", ""], "unknown format"),
+    (["--out", "{file}"], "exists and is not a directory"),
+    (["--colour", "red"], "unrecognized arguments"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(run_dirs, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    paths = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "miiii": run_dirs["miiii"],
+             "file": tmp_path / "file"}
+    args = [a.format(**paths) for a in args]
+    out = tmp_path / "figs"
+    result = run_cli(*args, *(["--out", out] if "--out" not in args else []))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert not out.exists()  # nothing written
