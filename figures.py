@@ -401,7 +401,8 @@ def fig_token_embeddings_fourier(tok_nanda, tok_miiii):
                 tick.set_fontweight("bold")
         a.set_xlabel("frequency k (columns cos k, sin k); key frequencies in red")
         a.set_ylabel("embedding dimension")
-        a.set_title(f"{task}: {len(keys)} key frequencies: " + (", ".join(map(str, keys)) or "none"))
+        a.set_title(f"{task}: key frequencies " + (", ".join(map(str, keys)) if keys else "none")
+                    + " (share of embedding energy > mean + 2 std)")
         fig.colorbar(im, ax=a, label="coefficient")
     return fig
 

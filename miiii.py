@@ -925,6 +925,14 @@ def parse_command(argv):
         if not isinstance(old, dict) or any(k not in old for k in RESULT_KEYS):
             raise UsageError(f"{args.resume}/config.json: not the config of a miiii run")
         cfg = {k: old[k] for k in RESULT_KEYS}
+        for k in RESULT_KEYS:  # JSON is untyped: a config.json edited by hand must still mean a run
+            want = type(DEFAULTS[k])
+            ok = isinstance(cfg[k], want) if want in (str, bool) else \
+                (isinstance(cfg[k], (int, float)) and not isinstance(cfg[k], bool)
+                 and (want is float or float(cfg[k]).is_integer()))
+            if not ok:
+                raise UsageError(f"{args.resume}/config.json: not the config of a miiii run ({k} = {cfg[k]!r})")
+            cfg[k] = want(cfg[k])
         clash = [k for k in RESULT_KEYS if k in given and given[k] != cfg[k]]
         if clash:
             k = clash[0]
@@ -995,17 +1003,26 @@ def main(argv=None):
         print(warning, file=sys.stderr)
     if args.resume is None:
         start_run(out, cfg)
+    else:  # temporary files of a write cut short by a hard exit
+        for name in os.listdir(out):
+            if name.endswith(".tmp"):
+                os.remove(os.path.join(out, name))
     state = state or init_state(cfg)
     hooks, write_records = analysis_hooks(cfg, state["records"], not args.no_analysis)
     where = f"resuming {out} at epoch {state['epoch']}" if args.resume else f"run directory: {out}"
     print(where, file=sys.stderr)
     flag = {"signal": None}
-    restore_handlers = install_signal_handlers(flag)
+    restore_handlers = install_signal_handlers(flag)  # kept until the results are on disk
     try:
         params, metrics = train(cfg, progress=not args.quiet, hooks=hooks, state=state,
                                 checkpoint=lambda s: save_checkpoint(ckpt_path, s, cfg),
                                 checkpoint_every=args.checkpoint_every or 0,
                                 stop=lambda: flag["signal"] is not None)
+        write_run(out, cfg, params, metrics)
+        if write_records is not None:
+            write_records(out, state["records"])
+        if os.path.exists(ckpt_path):
+            os.remove(ckpt_path)  # finished: the results replace the checkpoint
     except Interrupted as e:
         print(f"\ninterrupted at epoch {e}: checkpoint written; continue with "
               f"python miiii.py --resume {out}", file=sys.stderr)
@@ -1016,15 +1033,9 @@ def main(argv=None):
         return 3
     finally:
         restore_handlers()
-    write_run(out, cfg, params, metrics)
-    if write_records is not None:
-        write_records(out, state["records"])
-    if os.path.exists(ckpt_path):
-        os.remove(ckpt_path)  # finished: the results replace the checkpoint
     va = metrics["valid_acc"][-1]
     print(f"done: valid acc min {va.min():.3f} mean {va.mean():.3f}; wrote {out}", file=sys.stderr)
     return 0
-
 
 if __name__ == "__main__":
     import miiii  # run as the module `miiii`, so fft_analysis (which imports miiii) sees the same backend
