@@ -293,7 +293,7 @@ def omega_snapshot(params, p):
 def attention_patterns(params, p):
     """(h, 3, p, p): per head, the weights from '=' to x0, x1 and '=' over the grid [x0, x1]."""
     _, cache = miiii.forward(device_params(params), miiii.to_device(all_inputs(p)))
-    att = cache["attn"][-2]  # (N, 3, h): the softmax over the three key positions (see attention_forward)
+    att = cache["att"]  # (N, 3, h): the softmax over the three key positions
     return miiii.to_host(att.reshape(p, p, 3, -1).transpose(3, 2, 1, 0))  # (x1, x0, 3, h) -> (h, 3, x0, x1)
 
 
@@ -400,31 +400,22 @@ def read_training_records(run_dir, p):
 
 # ============================================================================ run directories
 def read_json(path):
+    """A JSON object from path; RunError (one line, naming the file) if missing or damaged."""
     try:
-        with open(path) as f:
-            obj = json.load(f)
-    except FileNotFoundError:
-        raise RunError(f"{path} is missing") from None
-    except (OSError, ValueError) as e:
-        raise RunError(f"{path} is damaged or unreadable ({type(e).__name__})") from None
+        obj = miiii.load_json(path)
+    except miiii.UsageError as e:
+        raise RunError(str(e)) from None
     if not isinstance(obj, dict):
-        raise RunError(f"{path} is damaged: not a JSON object")
+        raise RunError(f"{path}: damaged, not a JSON object")
     return obj
 
 
 def read_npz(path, required=()):
     """All arrays of an .npz file, read eagerly so a damaged file fails here, with one-line errors."""
-    if not os.path.isfile(path):
-        raise RunError(f"{path} is missing")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in f.files}
-    except Exception as e:  # BadZipFile, ValueError, EOFError, OSError...: all mean "unreadable"
-        raise RunError(f"{path} is damaged or unreadable ({type(e).__name__})") from None
-    missing = [key for key in required if key not in arrays]
-    if missing:
-        raise RunError(f"{path} is damaged: no {', '.join(missing)}")
-    return arrays
+        return miiii.load_npz(path, required)
+    except miiii.UsageError as e:
+        raise RunError(str(e)) from None
 
 
 OMEGA_KEYS = ("epochs", "freqs", "counts", "live", "share", "active", "n_active")

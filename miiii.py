@@ -410,7 +410,8 @@ def head_accuracy(logits, y, classes):
 def forward(params, x, dropout=0.0, rng=None):
     """Logits (N, C) for inputs x (N, 3) = [x0, x1, '=']; dropout needs a generator `rng`.
 
-    Returns (logits, cache); cache["hid"] holds the MLP activations at '=' (the neurons).
+    Returns (logits, cache); cache["hid"] holds the MLP activations at '=' (the neurons) and
+    cache["att"] the attention weights from '=' to x0, x1, '=' per head.
     """
     z, emb_cache = embedding_forward(params["tok_emb"], params["pos_emb"])
     attn, attn_cache = attention_forward(z, x, params["W_Q"], params["W_K"], params["W_V"], params["W_O"])
@@ -419,7 +420,8 @@ def forward(params, x, dropout=0.0, rng=None):
     z2, drop2 = dropout_forward(z1 + mlp, dropout, rng)  # (N, d): residual after the MLP
     logits, unembed_cache = unembed_forward(z2, params["W_U"])
     cache = {"emb": emb_cache, "attn": attn_cache, "drop1": drop1, "mlp": mlp_cache,
-             "drop2": drop2, "unembed": unembed_cache, "hid": mlp_cache[3]}
+             "drop2": drop2, "unembed": unembed_cache,
+             "hid": mlp_cache[3], "att": attn_cache[12]}  # neurons (N, 4d), attention from '=' (N, 3, h)
     return logits, cache
 
 
