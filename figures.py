@@ -19,7 +19,8 @@ Figures (numbered as in the talk; file stem, then the function that draws it)
   4  fig04_task_data             fig_task_data                inputs X for p = 7, targets (x0 + 13 x1) mod 11
   5  fig05_task_accuracy         fig_task_accuracy            T_miiii train (top) / valid (bottom) accuracy per task
   6  fig06_positional_embeddings fig_positional_embeddings    pos_emb, T_nanda (top) vs T_miiii (bottom), with r
-  7  fig07_token_embeddings_fourier fig_token_embeddings_fourier  tok_emb in the Fourier basis, T_nanda vs T_miiii
+  7  fig07_token_embeddings_fourier
+                                 fig_token_embeddings_fourier tok_emb in the Fourier basis, T_nanda vs T_miiii
   8  fig08_neurons               fig_neurons                  first three neurons, T_nanda (top) vs T_miiii (bottom)
   9  fig09_neuron_spectra        fig_neuron_spectra           their 2D power spectra, active frequencies circled
  10  fig10_active_frequencies    fig_active_frequencies       C(w): neurons with frequency w active, through training
@@ -29,10 +30,11 @@ Figures (numbered as in the talk; file stem, then the function that draws it)
      extra_loss_curves           fig_task_accuracy(loss=True) T_miiii train / valid loss per task
      extra_singular_values       fig_singular_values          embedding singular values, 50 % / 90 % marks
      extra_gradient_norms        fig_gradient_norms           raw gradient norm per parameter through training
-     extra_attention_nanda/_miiii fig_attention               attention from '=' to x0, x1, '=' per head
+     extra_attention_nanda, extra_attention_miiii
+                                 fig_attention                attention from '=' to x0, x1, '=' per head
      extra_dft_matrix            fig_dft_matrix               the Fourier basis (DFT matrix) the analysis uses
      extra_basis_control         fig_basis_control            T_basis neurons and spectra: no structure to find
-     extra_masked_accuracy       fig_task_accuracy(mask=...)  T_masked per-task valid accuracy, masked tasks marked
+     extra_masked_accuracy       fig_task_accuracy(mask=...)  T_masked accuracy per task, masked tasks dashed
 
 Conventions
   Grids over the inputs are [x0, x1] (SPEC §1): x0 on the vertical axis (increasing upwards), x1 on
@@ -46,7 +48,6 @@ Conventions
 Figures are built with matplotlib.figure.Figure, never pyplot: nothing is shown, no backend or
 display is needed (PNG is rendered by Agg), and a figure is freed when it is dropped.
 """
-import argparse
 import os
 import sys
 import time
@@ -106,21 +107,22 @@ def draw_spectrum(ax, power, mark_active=True):
     """A neuron's power |rfft2|^2 over [k0, k1], k0 centred on 0; active frequencies circled."""
     p = power.shape[0]
     shown = np.roll(power, p // 2, axis=0)  # row i is k0 = i - p//2 (rfft2 stores k0 mod p)
-    extent = (-0.5, power.shape[1] - 0.5, -p // 2 - 0.5, p - p // 2 - 0.5)
+    extent = (-0.5, power.shape[1] - 0.5, -(p // 2) - 0.5, p - 1 - p // 2 + 0.5)  # pixel centres on integers
     im = ax.imshow(shown, origin="lower", cmap=MAGNITUDE, extent=extent, aspect="equal")
     if mark_active:
         active = fa.neuron_active(power[None])[0]  # (F,) the w > mu + 2 sigma rule of fft_analysis
         k = fa.frequency_index(p)[active]  # (n, 2) as (k0, k1)
-        k0 = np.where(k[:, 0] > p // 2, k[:, 0] - p, k[:, 0])  # k0 above p/2 is the negative frequency
-        ax.scatter(k[:, 1], k0, s=60, facecolors="none", edgecolors="red", linewidths=1.0)
+        size = max(6.0, (1.5 * 180 / p) ** 2)  # circles ~1.5 pixels wide: a ~180 pt tall panel holds p pixels
+        ax.scatter(k[:, 1], signed_k(k[:, 0], p), s=size, facecolors="none", edgecolors="red",
+                   linewidths=0.8 if p < 60 else 0.5)
     ax.set_xlabel("k1 (frequency along x1)")
     ax.set_ylabel("k0 (along x0)")
     return im
 
 
 def signed_k(k0, p):
-    """rfft2 row k0 as a signed frequency: k0 > p/2 is k0 - p."""
-    return int(k0 - p) if k0 > p // 2 else int(k0)
+    """rfft2 row k0 (0 .. p-1) as the signed frequency -p//2 .. (p-1)//2 shown on spectra: k0 - p above."""
+    return (np.asarray(k0) + p // 2) % p - p // 2
 
 
 def positive_epochs(epochs, *arrays):
@@ -172,9 +174,11 @@ def omega_rows(omega, max_rows=MAX_OMEGA_ROWS):
     """Which frequencies w Figure 10 shows, in display order, and a note on the choice.
 
     The frequencies that are ever active in the model (C(w) above fft_analysis's 4-sigma line at
-    some snapshot); at most max_rows of them, those with the highest peak count. Ordered by the
-    first snapshot at which they are active, so the Omega-spike reads top-left to bottom-right.
-    With none ever active, the max_rows highest peak counts, by peak count.
+    some snapshot), ordered by the first snapshot at which they are active, so the Omega-spike reads
+    top-left to bottom-right. If there are more than max_rows, those whose state changes during
+    training come first (they carry the story; a w active at every snapshot, from initialisation
+    on, is kept only if room is left), each group by peak count. With none ever active: the
+    max_rows highest peak counts, in order of peak count.
     """
     counts, active = np.asarray(omega["counts"]), np.asarray(omega["active"], dtype=bool)  # (S, F)
     peak = counts.max(axis=0)  # (F,)
@@ -185,10 +189,18 @@ def omega_rows(omega, max_rows=MAX_OMEGA_ROWS):
         return rows, f"no frequency active in the model; the {len(rows)} highest counts"
     note = f"the {len(ever)} frequencies ever active in the model"
     if len(ever) > max_rows:
-        ever = ever[np.argsort(-peak[ever], kind="stable")[:max_rows]]
-        note = f"the {max_rows} most-counted of {len(np.flatnonzero(active.any(axis=0)))} ever active"
+        always = active[:, ever].all(axis=0)  # (n,)
+        keep = np.lexsort((-peak[ever], always))[:max_rows]  # changing ones first, then by peak count
+        note = (f"{max_rows} of the {len(ever)} ever active in the model: "
+                f"{int((~always[keep]).sum())} that change, {int(always[keep].sum())} always active")
+        ever = ever[keep]
     first = active[:, ever].argmax(axis=0)  # (n,) first active snapshot
     return ever[np.lexsort((ever, first))], note
+
+
+def omega_height(omega):
+    """Inches for the Figure 10 heat map: a readable row height, at most 7.5 inches in all."""
+    return float(np.clip(0.15 * len(omega_rows(omega)[0]), 2.0, 7.5))
 
 
 def draw_omega(ax, omega, max_rows=MAX_OMEGA_ROWS, xlabel=True):
@@ -235,37 +247,44 @@ def fig_neuron_activation(grids, neuron=None, task="T_nanda"):
 
 
 def fig_embedding_sinusoid(tok_emb, task="T_nanda"):
-    """Figure 2: a learned embedding dimension against the sinusoid fitted to it. 1 panel.
+    """Figure 2: a learned embedding dimension against the sinusoid fitted to it. 2 panels.
 
-    The dimension is the one with most energy at the model's strongest key frequency k; the fit is
-    its projection on the constant, cos k and sin k rows of fft_analysis's Fourier basis (the
-    least-squares sinusoid of frequency k), drawn as a formula between the integer tokens.
+    The dimension is the one with most energy at the model's strongest frequency k; the fit is its
+    projection on the constant, cos k and sin k rows of fft_analysis's Fourier basis (the
+    least-squares sinusoid of frequency k), drawn as the formula c + A cos(2 pi k x / p - phi).
+    Top: against the token x. Bottom: the same points with the tokens reordered by k x mod p, where
+    the k periods fold onto one (cos(2 pi k x / p) = cos(2 pi (k x mod p) / p)), so the wave is plain.
     """
     p = tok_emb.shape[0] - 1
     fourier = fa.embedding_fourier(tok_emb)
     coeffs = fourier["coeffs"]  # (p, d)
-    k = int(np.argmax(fourier["energy"])) + 1  # the strongest frequency (the first key frequency by energy)
+    k = int(np.argmax(fourier["energy"])) + 1  # the strongest frequency
     labels = fa.fourier_labels(p)
     wave_rows = [labels.index(f"cos {k}")] + ([labels.index(f"sin {k}")] if f"sin {k}" in labels else [])
     j = int(np.argmax((coeffs[wave_rows] ** 2).sum(axis=0)))  # the dimension most in tune with k
     share = fa.frequency_energy(coeffs[:, j])[k - 1]  # share of the dimension's variance at k: the fit's R^2
-    # the same fit as a formula c + A cos(2 pi k x / p - phi), to draw it between the tokens
+    # the coefficients as a formula: B[cos row, 0] is the scale of the cos (and sin) row, B[0, 0] the const's
     B = fa.fourier_basis(p)
-    a = coeffs[wave_rows[0], j] * B[wave_rows[0], 0]  # B[cos row, 0] = the cos row's scale
+    a = coeffs[wave_rows[0], j] * B[wave_rows[0], 0]
     b = coeffs[wave_rows[1], j] * B[wave_rows[0], 0] if len(wave_rows) > 1 else 0.0
     c, amp, phi = coeffs[0, j] * B[0, 0], float(np.hypot(a, b)), float(np.arctan2(b, a))
     x = np.linspace(0, p - 1, 20 * (p - 1) + 1)  # every 20th point is a token
-    fig, ax = new_figure(1, 1, 8.0, 4.0)
-    ax = ax[0, 0]
+    tokens, values = np.arange(p), tok_emb[:p, j]
     sign = "\u2212" if phi >= 0 else "+"
-    ax.plot(x, c + amp * np.cos(2 * np.pi * k * x / p - phi), color="C1", linewidth=1.5,
-            label=f"fitted sinusoid: {c:.2f} + {amp:.2f} cos(2\u03c0\u00b7{k}x/{p} {sign} {abs(phi):.2f}),"
-                  f"  R\u00b2 = {share:.2f}")
-    ax.plot(np.arange(p), tok_emb[:p, j], "o", color="C0", markersize=4, label=f"tok_emb[x, {j}]")
-    ax.set_xlabel("token x")
-    ax.set_ylabel(f"embedding dimension {j}")
-    ax.set_title(f"{task}: a learned embedding direction is a wave of frequency k = {k}")
-    fig.legend(loc="outside lower center", ncol=2, frameon=False)  # below the axes: never over the data
+    fig, ax = new_figure(2, 1, 8.0, 6.6)
+    top, bottom = ax[0, 0], ax[1, 0]
+    top.plot(x, c + amp * np.cos(2 * np.pi * k * x / p - phi), color="C1", linewidth=1.2,
+             label=f"fitted sinusoid: {c:.2f} + {amp:.2f} cos(2\u03c0\u00b7{k}x/{p} {sign} {abs(phi):.2f}),"
+                   f"  R\u00b2 = {share:.2f}")
+    top.plot(tokens, values, "o", color="C0", markersize=4, label=f"tok_emb[x, {j}]")
+    top.set_xlabel("token x")
+    top.set_ylabel(f"embedding dim {j}")
+    top.set_title(f"{task}: a learned embedding direction is a wave of frequency k = {k}")
+    bottom.plot(x, c + amp * np.cos(2 * np.pi * x / p - phi), color="C1", linewidth=1.5)  # one period
+    bottom.plot(k * tokens % p, values, "o", color="C0", markersize=4)
+    bottom.set_xlabel(f"{k} x mod {p} (tokens reordered: the {k} periods folded onto one)")
+    bottom.set_ylabel(f"embedding dim {j}")
+    fig.legend(*top.get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False)
     return fig
 
 
@@ -401,8 +420,8 @@ def fig_token_embeddings_fourier(tok_nanda, tok_miiii):
                 tick.set_fontweight("bold")
         a.set_xlabel("frequency k (columns cos k, sin k); key frequencies in red")
         a.set_ylabel("embedding dimension")
-        a.set_title(f"{task}: key frequencies " + (", ".join(map(str, keys)) if keys else "none")
-                    + " (share of embedding energy > mean + 2 std)")
+        a.set_title(f"{task}: " + (f"key frequencies {', '.join(map(str, keys))}" if keys else "no key frequency")
+                    + " (energy share > mean + 2 std)")
         fig.colorbar(im, ax=a, label="coefficient")
     return fig
 
@@ -439,23 +458,23 @@ def fig_active_frequencies(omega, task="T_miiii"):
 
     omega: the omega.npz arrays. Rows: see omega_rows. White dots: w active in the model.
     """
-    rows = len(omega_rows(omega)[0])
-    fig, ax = new_figure(1, 1, 10.0, max(3.5, 0.15 * rows + 2.0))
+    fig, ax = new_figure(1, 1, 10.0, omega_height(omega) + 1.5)
     mesh, note = draw_omega(ax[0, 0], omega)
     fig.colorbar(mesh, ax=ax[0, 0], label="C(w): neurons with w active")
-    ax[0, 0].set_title(f"{task}: neurons per active frequency through training ({note}; dot = active in the model)",
-                       fontsize=10)
+    ax[0, 0].set_title(f"{task}: C(w), neurons with frequency w active, through training\n"
+                       f"rows: {note}; white dot: w active in the model", fontsize=10)
     return fig
 
 
 def fig_omega_and_accuracy(omega, metrics, moduli, task="T_miiii"):
     """Figure 11: Figure 10 (top) over the validation accuracy per task (bottom), same epochs. 2 panels."""
-    rows = len(omega_rows(omega)[0])
-    fig = Figure(figsize=(10.0, max(3.5, 0.15 * rows + 2.0) + 3.5), layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[max(3.5, 0.15 * rows + 2.0) - 1.0, 3.0])
+    height = omega_height(omega)
+    fig = Figure(figsize=(10.0, height + 4.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[height, 3.0])
     mesh, note = draw_omega(top, omega, xlabel=False)
     fig.colorbar(mesh, ax=top, label="C(w)")
-    top.set_title(f"{task}: active frequencies (top, {note}) and validation accuracy (bottom)", fontsize=10)
+    top.set_title(f"{task}: C(w) through training (top) and validation accuracy (bottom)\n"
+                  f"rows: {note}; white dot: w active in the model", fontsize=10)
     mappable = draw_task_curves(bottom, metrics["epochs"], metrics["valid_acc"], moduli)
     bottom.set_ylabel("validation accuracy")
     bottom.set_ylim(-0.02, 1.02)
@@ -545,8 +564,8 @@ def fig_dft_matrix(p):
     fig = Figure(figsize=(7.0, 9.0), layout="constrained")
     top, bottom = fig.subplots(2, 1, height_ratios=[2.2, 1])
     im = top.imshow(B, cmap=SIGNED, vmin=symmetric(B)[0], vmax=symmetric(B)[1], aspect="equal")
-    step = max(1, p // 12)
-    rows = list(range(0, p, 2 * step if step > 1 else 1))
+    step = max(1, p // 24)  # about 12 ticked frequencies: const and cos k for every step-th k
+    rows = [0] + [labels.index(f"cos {k}") for k in range(step, p // 2 + 1, step)]
     top.set_yticks(rows)
     top.set_yticklabels([labels[r] for r in rows])
     top.set_xlabel("x (token)")
@@ -600,49 +619,60 @@ def default_p(runs):
     return 113
 
 
-# Every output: (file stem, what it needs, how to draw it from the loaded runs). A need is a run
-# role ("nanda", "miiii", "basis", "masked"), or "role.record" for a training record of that run.
+# Every output: (file stem, what it needs, how to draw it from the loaded runs R). A need is a run
+# role ("nanda", "miiii", "basis", "masked"), or "role.record" for a record of that run drawn
+# through training (metrics, omega, grad_norms), which must then be there and go past epoch 0.
 PLAN = [
     ("fig01_neuron_activation", ["nanda"], lambda R: fig_neuron_activation(neuron_grids(R["nanda"]))),
     ("fig02_embedding_sinusoid", ["nanda"], lambda R: fig_embedding_sinusoid(R["nanda"]["params"]["tok_emb"])),
-    ("fig03_grokking", ["nanda"], lambda R: fig_grokking(R["nanda"]["metrics"])),
+    ("fig03_grokking", ["nanda.metrics"], lambda R: fig_grokking(R["nanda"]["metrics"])),
     ("fig04_task_data", [], lambda R: fig_task_data()),
-    ("fig05_task_accuracy", ["miiii"], lambda R: fig_task_accuracy(R["miiii"]["metrics"], moduli(R["miiii"]))),
+    ("fig05_task_accuracy", ["miiii.metrics"],
+     lambda R: fig_task_accuracy(R["miiii"]["metrics"], moduli(R["miiii"]))),
     ("fig06_positional_embeddings", ["nanda", "miiii"],
      lambda R: fig_positional_embeddings(R["nanda"]["params"]["pos_emb"], R["miiii"]["params"]["pos_emb"])),
     ("fig07_token_embeddings_fourier", ["nanda", "miiii"],
      lambda R: fig_token_embeddings_fourier(R["nanda"]["params"]["tok_emb"], R["miiii"]["params"]["tok_emb"])),
-    ("fig08_neurons", ["nanda", "miiii"], lambda R: fig_neurons(neuron_grids(R["nanda"]), neuron_grids(R["miiii"]))),
+    ("fig08_neurons", ["nanda", "miiii"],
+     lambda R: fig_neurons(neuron_grids(R["nanda"]), neuron_grids(R["miiii"]))),
     ("fig09_neuron_spectra", ["nanda", "miiii"],
      lambda R: fig_neuron_spectra(neuron_grids(R["nanda"]), neuron_grids(R["miiii"]))),
-    ("fig10_active_frequencies", ["miiii", "miiii.omega"], lambda R: fig_active_frequencies(R["miiii"]["omega"])),
-    ("fig11_omega_and_accuracy", ["miiii", "miiii.omega"],
+    ("fig10_active_frequencies", ["miiii.omega"], lambda R: fig_active_frequencies(R["miiii"]["omega"])),
+    ("fig11_omega_and_accuracy", ["miiii.omega", "miiii.metrics"],
      lambda R: fig_omega_and_accuracy(R["miiii"]["omega"], R["miiii"]["metrics"], moduli(R["miiii"]))),
-    ("extra_loss_curves", ["miiii"], lambda R: fig_task_accuracy(R["miiii"]["metrics"], moduli(R["miiii"]), loss=True)),
+    ("extra_loss_curves", ["miiii.metrics"],
+     lambda R: fig_task_accuracy(R["miiii"]["metrics"], moduli(R["miiii"]), loss=True)),
     ("extra_singular_values", ["nanda", "miiii"],
      lambda R: fig_singular_values(R["nanda"]["params"]["tok_emb"], R["miiii"]["params"]["tok_emb"])),
-    ("extra_gradient_norms", ["miiii", "miiii.grad_norms"], lambda R: fig_gradient_norms(R["miiii"]["grad_norms"])),
+    ("extra_gradient_norms", ["miiii.grad_norms"], lambda R: fig_gradient_norms(R["miiii"]["grad_norms"])),
     ("extra_attention_nanda", ["nanda"],
      lambda R: fig_attention(fa.attention_patterns(R["nanda"]["params"], R["nanda"]["config"]["p"]), "T_nanda")),
     ("extra_attention_miiii", ["miiii"],
      lambda R: fig_attention(fa.attention_patterns(R["miiii"]["params"], R["miiii"]["config"]["p"]), "T_miiii")),
     ("extra_dft_matrix", [], lambda R: fig_dft_matrix(default_p(R))),
     ("extra_basis_control", ["basis"], lambda R: fig_basis_control(neuron_grids(R["basis"]))),
-    ("extra_masked_accuracy", ["masked"],
+    ("extra_masked_accuracy", ["masked.metrics"],
      lambda R: fig_task_accuracy(R["masked"]["metrics"], moduli(R["masked"]), task="T_masked",
                                  mask=R["masked"]["config"]["mask"])),
 ]
-RECORD_FILES = {"omega": "omega.npz", "grad_norms": "grad_norms.npz"}
+RECORD_FILES = {"metrics": "metrics.npz", "omega": "omega.npz", "grad_norms": "grad_norms.npz"}
 
 
 def missing(needs, runs):
-    """Why a figure cannot be drawn (one phrase), or None when all it needs is there."""
+    """Why a figure cannot be drawn (one phrase), or None when all it needs is there.
+
+    A record drawn through training must also reach past epoch 0: a log epoch axis has no 0.
+    """
     for need in needs:
         role, _, record = need.partition(".")
         if role not in runs:
             return f"needs --{role}"
-        if record and record not in runs[role]:
+        if not record:
+            continue
+        if record not in runs[role]:
             return f"the --{role} run has no {RECORD_FILES[record]}"
+        if not np.any(np.asarray(runs[role][record]["epochs"]) > 0):
+            return f"the --{role} run's {RECORD_FILES[record]} has nothing after epoch 0 to draw on a log axis"
     return None
 
 
@@ -684,9 +714,15 @@ def draw_all(runs, out, formats, log=print, warn=None):
     if "miiii" not in runs:
         warn("skip table1: needs --miiii")
     else:
-        analysis = fa.analyse_run(runs["miiii"]["dir"])
-        if not analysis["active_freqs"]:
-            warn("skip table1: the --miiii run has no record at epoch 256 or later (omega.npz or params_<epoch>.npz)")
+        try:
+            analysis = fa.analyse_run(runs["miiii"]["dir"])
+        except fa.RunError as e:
+            analysis = {"active_freqs": {}, "error": str(e)}
+        if "error" in analysis:
+            warn(f"skip table1: {analysis['error']}")
+        elif not analysis["active_freqs"]:
+            warn("skip table1: the --miiii run has no active-frequency count at a Table-1 epoch "
+                 "(it did not reach epoch 256, or has neither omega.npz nor params_<epoch>.npz)")
         else:
             p = analysis["p"]
             table = (f"Table 1: number of active frequencies w in the T_miiii model (p = {p}) through training "
@@ -723,6 +759,8 @@ def main(argv=None):
         runs = load_runs({role: getattr(args, role) for role in ("nanda", "miiii", "basis", "masked")
                           if getattr(args, role) is not None})
         os.makedirs(args.out, exist_ok=True)
+        if not os.access(args.out, os.W_OK):
+            raise miiii.UsageError(f"--out {args.out} is not writable")
     except (miiii.UsageError, fa.RunError) as e:
         print(f"figures.py: error: {e}", file=sys.stderr)
         return 2

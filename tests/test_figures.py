@@ -22,7 +22,7 @@ HEADS = TINY["heads"]
 
 # panels (data axes, colour bars not counted) of each output, on the tiny runs
 PANELS = {
-    "fig01_neuron_activation": 1, "fig02_embedding_sinusoid": 1, "fig03_grokking": 2, "fig04_task_data": 2,
+    "fig01_neuron_activation": 1, "fig02_embedding_sinusoid": 2, "fig03_grokking": 2, "fig04_task_data": 2,
     "fig05_task_accuracy": 2, "fig06_positional_embeddings": 2, "fig07_token_embeddings_fourier": 2,
     "fig08_neurons": 6, "fig09_neuron_spectra": 6, "fig10_active_frequencies": 1,
     "fig11_omega_and_accuracy": 2, "extra_loss_curves": 2, "extra_singular_values": 2,
@@ -116,6 +116,15 @@ def test_spectrum_circles_the_planted_frequency():
     image = np.asarray(ax.images[0].get_array())  # rows k0 = -p//2 .. p//2
     assert image.shape == (p, p // 2 + 1)
     assert np.unravel_index(image.argmax(), image.shape) == (3 + p // 2, 3)
+    left, right, bottom, top = ax.images[0].get_extent()  # one unit per pixel, centred on the integers
+    assert (left, right, bottom, top) == (-0.5, p // 2 + 0.5, -(p // 2) - 0.5, p - 1 - p // 2 + 0.5)
+
+
+@pytest.mark.parametrize("p", [11, 12])
+def test_signed_frequencies_match_the_spectrum_rows(p):
+    k0 = np.arange(p)
+    shown = np.roll(k0, p // 2)  # the order draw_spectrum shows the rows in, bottom to top
+    np.testing.assert_array_equal(figures.signed_k(shown, p), np.arange(-(p // 2), p - p // 2))
 
 
 def test_embedding_sinusoid_is_the_projection_fit():
@@ -125,13 +134,18 @@ def test_embedding_sinusoid_is_the_projection_fit():
     tok[:p, 4] += 0.8 * wave(p, 5, 0.7) + 0.3  # dimension 4 carries frequency 5
     fig = figures.fig_embedding_sinusoid(tok)
     ax = figures.panels(fig)[0]
-    assert "k = 5" in ax.get_title() and ax.get_ylabel() == "embedding dimension 4"
-    curve = ax.lines[0].get_ydata()
+    assert "k = 5" in ax.get_title() and ax.get_ylabel() == "embedding dim 4"
     # at the tokens, the drawn formula is fft_analysis's projection on const, cos 5, sin 5
     coeffs = fa.project(tok[:p, 4])
     kept = np.zeros(p)
     kept[[0, 9, 10]] = coeffs[[0, 9, 10]]
-    np.testing.assert_allclose(curve[::20], fa.unproject(kept), atol=1e-9)
+    fit = fa.unproject(kept)
+    np.testing.assert_allclose(ax.lines[0].get_ydata()[::20], fit, atol=1e-9)
+    # folded: token x sits at 5 x mod p, on one period of the same curve
+    folded = figures.panels(fig)[1]
+    u = 5 * np.arange(p) % p
+    np.testing.assert_array_equal(folded.lines[1].get_xdata(), u)
+    np.testing.assert_allclose(folded.lines[0].get_ydata()[::20][u], fit, atol=1e-9)
     check_labelled(fig)
 
 
@@ -161,14 +175,15 @@ def hand_metrics(T, L=20):
             "valid_loss": 1.6 - ramp, "step_loss": np.ones(int(epochs[-1]))}
 
 
-def hand_omega(S=12, F=40, ever=(3, 17, 8)):
-    """omega.npz arrays: frequency ever[i] is active in the model from snapshot 2 + 3 i on."""
+def hand_omega(S=12, F=40, ever=(3, 17, 8), always=20):
+    """omega.npz arrays: ever[i] is active in the model from snapshot 2 + 3 i on, `always` throughout."""
     epochs = np.concatenate([[0], 2 ** np.arange(S - 1)])
     counts = np.ones((S, F), dtype=np.int64)
     active = np.zeros((S, F), dtype=bool)
     for i, w in enumerate(ever):
         active[2 + 3 * i:, w] = True
         counts[2 + 3 * i:, w] = 10 + i
+    active[:, always], counts[:, always] = True, 50
     p = 9  # (p^2 - 1) / 2 = 40 frequencies
     return {"epochs": epochs, "freqs": fa.frequency_index(p), "counts": counts, "live": np.full(S, 30),
             "share": np.full(S, 0.05), "active": active, "n_active": active.sum(axis=1)}
@@ -177,12 +192,14 @@ def hand_omega(S=12, F=40, ever=(3, 17, 8)):
 def test_omega_rows_are_the_ever_active_frequencies_in_order_of_appearance():
     omega = hand_omega()
     rows, note = figures.omega_rows(omega)
-    assert rows.tolist() == [3, 17, 8] and "3 frequencies ever active" in note
-    rows, note = figures.omega_rows(omega, max_rows=2)  # capped: the two highest peak counts
-    assert rows.tolist() == [17, 8] and "2 most-counted of 3" in note
+    assert rows.tolist() == [20, 3, 17, 8] and "4 frequencies ever active" in note
+    rows, note = figures.omega_rows(omega, max_rows=3)  # capped: the changing ones first, by peak count
+    assert rows.tolist() == [3, 17, 8] and "3 of the 4 ever active" in note
+    rows, note = figures.omega_rows(omega, max_rows=2)
+    assert rows.tolist() == [17, 8]
     quiet = {**omega, "active": np.zeros_like(omega["active"])}
     rows, note = figures.omega_rows(quiet, max_rows=5)  # none active: the highest counts
-    assert rows.tolist() == [8, 17, 3, 0, 1] and "no frequency active" in note
+    assert rows.tolist() == [20, 8, 17, 3, 0] and "no frequency active" in note
 
 
 def test_training_figures_on_hand_made_records():
@@ -191,7 +208,7 @@ def test_training_figures_on_hand_made_records():
     ax = figures.panels(fig)[0]
     p = 9
     labels = [t.get_text() for t in ax.get_yticklabels()]
-    expected = [f"({figures.signed_k(k0, p)}, {k1})" for k0, k1 in omega["freqs"][[3, 17, 8]]]
+    expected = [f"({figures.signed_k(k0, p)}, {k1})" for k0, k1 in omega["freqs"][[20, 3, 17, 8]]]
     assert labels == expected
     assert len(ax.collections[1].get_offsets()) == omega["active"][1:].sum()  # a dot per active cell (epoch > 0)
     grad_norms = {"epochs": np.arange(0, 100, 10), **{n: np.linspace(2, 1, 10) for n in miiii.PARAM_NAMES}}
@@ -251,18 +268,33 @@ def test_cli_skips_what_is_missing_with_one_line_each(run_dirs, tmp_path):
     result = run_cli("--miiii", bare, "--out", out, "--format", "svg,pdf")
     assert result.returncode == 0, result.stderr
     skipped = {line.split()[1].rstrip(":"): line for line in result.stderr.splitlines() if line.startswith("skip")}
-    lacking = {"miiii": {}}  # a run with none of the training records
+    lacking = {"miiii": {"metrics": {"epochs": np.array([0, 1])}}}  # metrics, none of the training records
     assert set(skipped) == {stem for stem, needs, _ in figures.PLAN if figures.missing(needs, lacking)} | {"table1"}
-    assert "no omega.npz" in skipped["fig10_active_frequencies"] and "needs --nanda" in skipped["fig01_neuron_activation"]
+    assert "no omega.npz" in skipped["fig10_active_frequencies"]
+    assert "needs --nanda" in skipped["fig01_neuron_activation"]
     drawn = {stem for stem, _, _ in figures.PLAN} - set(skipped)
     assert sorted(os.listdir(out)) == sorted(f"{stem}.{fmt}" for stem in drawn for fmt in ("svg", "pdf"))
     assert all(os.path.getsize(out / name) > 0 for name in os.listdir(out))
     assert "Traceback" not in result.stderr
 
 
+def test_cli_run_of_zero_epochs_skips_the_curves(tmp_path):
+    cfg = {**miiii.DEFAULTS, "task": "miiii", "p": 7, "d": 8, "heads": 2, "epochs": 0}
+    state = {}
+    params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
+    miiii.write_run(tmp_path / "run", cfg, params, metrics)
+    fa.write_training_records(tmp_path / "run", state)
+    result = run_cli("--miiii", tmp_path / "run", "--out", tmp_path / "figs")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for stem in ("fig05_task_accuracy", "fig10_active_frequencies", "fig11_omega_and_accuracy", "extra_loss_curves"):
+        assert f"skip {stem}: the --miiii run's" in result.stderr and "after epoch 0" in result.stderr
+    assert os.path.exists(tmp_path / "figs" / "extra_attention_miiii.png")
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--nanda", "{missing}"], "no such run directory"),
-    (["--nanda", "{empty}"], "config.json is missing"),
+    (["--nanda", "{missing}"], "nope"),  # the wording of these two is fft_analysis.load_run's
+    (["--nanda", "{empty}"], "config.json"),
     (["--nanda", "{miiii}"], "is a miiii run, expected task nanda"),
     (["--format", "png,jpg"], "unknown format 'jpg'"),
     (["--format", ""], "unknown format"),
