@@ -212,19 +212,32 @@ def one_hot(index, depth, dtype):
     return (index[:, None] == xp.arange(depth)[None, :]).astype(dtype)
 
 
+def heads_side_by_side(W):
+    """(h, d, dh) -> (d, h*dh): all heads' projections as one matrix, so one matmul does them all."""
+    heads, d, dh = W.shape
+    return W.transpose(1, 0, 2).reshape(d, heads * dh)
+
+
+def heads_apart(M, heads):
+    """(d, h*dh) -> (h, d, dh): the inverse of heads_side_by_side (for gradients)."""
+    d = M.shape[0]
+    return M.reshape(d, heads, -1).transpose(1, 0, 2)
+
+
 def attention_forward(z, x, W_Q, W_K, W_V, W_O):
     """Multi-head attention read at '=': out[n] = sum_h softmax(q_h . k_h / sqrt(dh)) v_h W_O[h]."""
     z_in, z_eq = z
     heads, d, dh = W_Q.shape
-    N = x.shape[0]
+    N, V = x.shape[0], z_in.shape[1]
     scale = 1.0 / math.sqrt(dh)
-    q = xp.einsum("d,hde->he", z_eq, W_Q)  # (d,) -> (h, dh): the one query, from '='
-    k_eq = xp.einsum("d,hde->he", z_eq, W_K)  # (h, dh)
-    v_eq = xp.einsum("d,hde->he", z_eq, W_V)  # (h, dh)
-    k_in = xp.einsum("tvd,hde->tvhe", z_in, W_K)  # (2, V, d) -> (2, V, h, dh): keys of every token
-    v_in = xp.einsum("tvd,hde->tvhe", z_in, W_V)  # (2, V, h, dh)
-    s_in = xp.einsum("he,tvhe->tvh", q, k_in) * scale  # (2, V, h): score of each token per position
-    s_eq = (q * k_eq).sum(axis=-1) * scale  # (h,)
+    rows = xp.concatenate([z_in.reshape(2 * V, d), z_eq[None]])  # (2V+1, d): every row z0 can hold
+    keys = rows @ heads_side_by_side(W_K)  # (2V+1, d) -> (2V+1, h*dh)
+    values = rows @ heads_side_by_side(W_V)  # (2V+1, h*dh)
+    q = (z_eq @ heads_side_by_side(W_Q)).reshape(heads, dh)  # (d,) -> (h, dh): the one query, from '='
+    k_in, k_eq = keys[:-1].reshape(2, V, heads, dh), keys[-1].reshape(heads, dh)
+    v_in, v_eq = values[:-1].reshape(2, V, heads, dh), values[-1].reshape(heads, dh)
+    s_in = (k_in * q).sum(axis=-1) * scale  # (2, V, h): score of each token at each input position
+    s_eq = (k_eq * q).sum(axis=-1) * scale  # (h,)
     scores = xp.stack([s_in[0][x[:, 0]], s_in[1][x[:, 1]],  # gather -> (N, h) each
                        xp.broadcast_to(s_eq, (N, heads))], axis=1)  # -> (N, 3, h)
     scores = scores - scores.max(axis=1, keepdims=True)
@@ -234,41 +247,46 @@ def attention_forward(z, x, W_Q, W_K, W_V, W_O):
     v1 = v_in[1][x[:, 1]]  # (N, h, dh)
     a = att[:, 0, :, None] * v0 + att[:, 1, :, None] * v1 + att[:, 2, :, None] * v_eq  # (N, h, dh)
     out = a.reshape(N, heads * dh) @ W_O.reshape(heads * dh, d)  # (N, h*dh) -> (N, d): heads summed
-    cache = (z, x, W_Q, W_K, W_V, W_O, q, k_in, k_eq, v_eq, v0, v1, att, a)
+    cache = {"rows": rows, "x": x, "W_Q": W_Q, "W_K": W_K, "W_V": W_V, "W_O": W_O, "q": q,
+             "k_in": k_in, "k_eq": k_eq, "v_eq": v_eq, "v0": v0, "v1": v1, "att": att, "a": a}
     return out, cache
 
 
 def attention_backward(dout, cache):
-    (z_in, z_eq), x, W_Q, W_K, W_V, W_O, q, k_in, k_eq, v_eq, v0, v1, att, a = cache
-    heads, d, dh = W_Q.shape
-    N, V = x.shape[0], z_in.shape[1]
+    c = cache
+    x, att, q = c["x"], c["att"], c["q"]
+    heads, d, dh = c["W_Q"].shape
+    N, V = x.shape[0], c["k_in"].shape[1]
     scale = 1.0 / math.sqrt(dh)
-    dW_O = (a.reshape(N, heads * dh).T @ dout).reshape(heads, dh, d)  # (h*dh, N) @ (N, d)
-    da = (dout @ W_O.reshape(heads * dh, d).T).reshape(N, heads, dh)  # (N, d) -> (N, h, dh)
+    dW_O = (c["a"].reshape(N, heads * dh).T @ dout).reshape(heads, dh, d)  # (h*dh, N) @ (N, d)
+    da = (dout @ c["W_O"].reshape(heads * dh, d).T).reshape(N, heads, dh)  # (N, d) -> (N, h, dh)
     # through a = sum_t att_t v_t
-    datt = xp.stack([(da * v0).sum(-1), (da * v1).sum(-1),
-                     xp.einsum("nhe,he->nh", da, v_eq)], axis=1)  # (N, h) each -> (N, 3, h)
+    datt = xp.stack([(da * c["v0"]).sum(-1), (da * c["v1"]).sum(-1),
+                     (da * c["v_eq"]).sum(-1)], axis=1)  # (N, h) each -> (N, 3, h)
+    dv = att[:, :, :, None] * da[:, None]  # (N, 3, h, dh): each position's share of da
     hot0, hot1 = one_hot(x[:, 0], V, da.dtype), one_hot(x[:, 1], V, da.dtype)  # (N, V) each
-    # scatter-add the per-sample value grads into the token tables: (V, N) @ (N, h*dh)
-    dv_in = xp.stack([hot0.T @ (att[:, 0, :, None] * da).reshape(N, heads * dh),
-                      hot1.T @ (att[:, 1, :, None] * da).reshape(N, heads * dh)])  # (2, V, h*dh)
-    dv_in = dv_in.reshape(2, V, heads, dh)
-    dv_eq = xp.einsum("nh,nhe->he", att[:, 2], da)  # (h, dh)
+    # scatter-add the per-sample gradients into the token tables: (V, N) @ (N, h*dh)
+    dv_in = xp.stack([hot0.T @ dv[:, 0].reshape(N, heads * dh),
+                      hot1.T @ dv[:, 1].reshape(N, heads * dh)])  # (2, V, h*dh)
+    dv_eq = dv[:, 2].sum(axis=0).reshape(1, heads * dh)  # (1, h*dh)
     # softmax backward over the 3 positions
     dscores = att * (datt - (att * datt).sum(axis=1, keepdims=True)) * scale  # (N, 3, h)
     ds_in = xp.stack([hot0.T @ dscores[:, 0], hot1.T @ dscores[:, 1]])  # (2, V, h)
     ds_eq = dscores[:, 2].sum(axis=0)  # (h,)
     # through the scores s = q . k
-    dq = xp.einsum("tvh,tvhe->he", ds_in, k_in) + ds_eq[:, None] * k_eq  # (h, dh)
+    dq = (ds_in[..., None] * c["k_in"]).sum(axis=(0, 1)) + ds_eq[:, None] * c["k_eq"]  # (h, dh)
     dk_in = ds_in[..., None] * q  # (2, V, h, dh)
     dk_eq = ds_eq[:, None] * q  # (h, dh)
-    # through the projections of the embedding rows
-    dW_Q = xp.einsum("d,he->hde", z_eq, dq)
-    dW_K = xp.einsum("tvd,tvhe->hde", z_in, dk_in) + xp.einsum("d,he->hde", z_eq, dk_eq)
-    dW_V = xp.einsum("tvd,tvhe->hde", z_in, dv_in) + xp.einsum("d,he->hde", z_eq, dv_eq)
-    dz_in = xp.einsum("tvhe,hde->tvd", dk_in, W_K) + xp.einsum("tvhe,hde->tvd", dv_in, W_V)  # (2, V, d)
-    dz_eq = (xp.einsum("he,hde->d", dq, W_Q) + xp.einsum("he,hde->d", dk_eq, W_K)
-             + xp.einsum("he,hde->d", dv_eq, W_V))  # (d,)
+    # through the projections of the embedding rows, all heads at once
+    dkeys = xp.concatenate([dk_in.reshape(2 * V, heads * dh), dk_eq.reshape(1, heads * dh)])  # (2V+1, h*dh)
+    dvalues = xp.concatenate([dv_in.reshape(2 * V, heads * dh), dv_eq])  # (2V+1, h*dh)
+    rows = c["rows"]
+    dW_Q = heads_apart(xp.outer(rows[-1], dq.reshape(-1)), heads)  # only the '=' row made a query
+    dW_K = heads_apart(rows.T @ dkeys, heads)  # (d, 2V+1) @ (2V+1, h*dh) -> (h, d, dh)
+    dW_V = heads_apart(rows.T @ dvalues, heads)
+    drows = dkeys @ heads_side_by_side(c["W_K"]).T + dvalues @ heads_side_by_side(c["W_V"]).T  # (2V+1, d)
+    dz_in = drows[:-1].reshape(2, V, d)
+    dz_eq = drows[-1] + heads_side_by_side(c["W_Q"]) @ dq.reshape(-1)  # (d,)
     grads = {"W_Q": dW_Q, "W_K": dW_K, "W_V": dW_V, "W_O": dW_O}
     return (dz_in, dz_eq), grads
 
@@ -421,7 +439,7 @@ def forward(params, x, dropout=0.0, rng=None):
     logits, unembed_cache = unembed_forward(z2, params["W_U"])
     cache = {"emb": emb_cache, "attn": attn_cache, "drop1": drop1, "mlp": mlp_cache,
              "drop2": drop2, "unembed": unembed_cache,
-             "hid": mlp_cache[3], "att": attn_cache[12]}  # neurons (N, 4d), attention from '=' (N, 3, h)
+             "hid": mlp_cache[3], "att": attn_cache["att"]}  # neurons (N, 4d), attention from '=' (N, 3, h)
     return logits, cache
 
 
