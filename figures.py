@@ -485,18 +485,23 @@ def fig_omega_and_accuracy(omega, metrics, moduli, task="T_miiii"):
     return fig
 
 
-def table1_markdown(active_freqs, run_label="this run"):
+def table1_markdown(active_freqs, run_label="this run", mixing=None):
     """Table 1 as markdown: active frequencies at the Table-1 epochs (this run, then the talk's).
 
-    active_freqs: {epoch: count}, as analyse_run's "active_freqs" (keys may be strings).
+    active_freqs: {epoch: count}, as analyse_run's "active_freqs" (keys may be strings); mixing:
+    the same for the mixing frequencies (k0, k1 both non-zero), "active_freqs_mixing", if given.
     An epoch the run did not reach is '-'.
     """
-    counts = {int(e): int(n) for e, n in active_freqs.items()}
+    def row(label, by_epoch):
+        counts = {int(e): int(n) for e, n in by_epoch.items()}
+        return f"| {label} | " + " | ".join(str(counts[e]) if e in counts else "-" for e in fa.TABLE1_EPOCHS) + " |"
+
     lines = ["| epoch | " + " | ".join(str(e) for e in fa.TABLE1_EPOCHS) + " |",
              "|---|" + "---|" * len(fa.TABLE1_EPOCHS),
-             f"| active frequencies, {run_label} | "
-             + " | ".join(str(counts[e]) if e in counts else "-" for e in fa.TABLE1_EPOCHS) + " |",
-             "| active frequencies, talk (p = 113) | "
+             row(f"active frequencies, {run_label}", active_freqs)]
+    if mixing is not None:
+        lines.append(row(f"of which mixing (k0, k1 != 0), {run_label}", mixing))
+    lines += ["| active frequencies, talk (p = 113) | "
              + " | ".join(str(TALK_TABLE1[e]) for e in fa.TABLE1_EPOCHS) + " |"]
     return "\n".join(lines) + "\n"
 
@@ -687,17 +692,17 @@ def load_runs(paths):
     return runs
 
 
-def save(fig, out, stem, formats):
-    """Write fig as out/stem.<format> for each format; returns the paths."""
+def save(fig, out, stem, formats, dpi=None):
+    """Write fig as out/stem.<format> for each format (dpi: raster resolution); returns the paths."""
     paths = []
     for fmt in formats:
         path = os.path.join(out, f"{stem}.{fmt}")
-        fig.savefig(path, format=fmt)
+        fig.savefig(path, format=fmt, dpi=dpi or "figure")
         paths.append(path)
     return paths
 
 
-def draw_all(runs, out, formats, log=print, warn=None):
+def draw_all(runs, out, formats, log=print, warn=None, dpi=None):
     """Draw every figure of PLAN that its runs allow, and Table 1; returns the paths written."""
     warn = warn or (lambda line: print(line, file=sys.stderr))
     os.makedirs(out, exist_ok=True)
@@ -708,7 +713,7 @@ def draw_all(runs, out, formats, log=print, warn=None):
             warn(f"skip {stem}: {why}")
             continue
         start = time.perf_counter()
-        written += save(draw(runs), out, stem, formats)
+        written += save(draw(runs), out, stem, formats, dpi)
         log(f"wrote {stem} ({time.perf_counter() - start:.1f} s)")
     # Table 1: the counts fft_analysis reports (analyse_run reads them from omega.npz, else from params_<E>.npz)
     if "miiii" not in runs:
@@ -726,7 +731,8 @@ def draw_all(runs, out, formats, log=print, warn=None):
         else:
             p = analysis["p"]
             table = (f"Table 1: number of active frequencies w in the T_miiii model (p = {p}) through training "
-                     f"(- = epoch not reached)\n\n" + table1_markdown(analysis["active_freqs"], f"this run (p = {p})"))
+                     f"(- = epoch not reached)\n\n" + table1_markdown(analysis["active_freqs"], f"this run (p = {p})",
+                                                     analysis.get("active_freqs_mixing")))
             path = os.path.join(out, "table1.md")
             miiii.atomic_write(path, lambda f: f.write(table.encode()))
             written.append(path)
@@ -751,9 +757,12 @@ def main(argv=None):
         ap.add_argument(f"--{role}", metavar="RUN_DIR", help=f"a {what} run directory")
     ap.add_argument("--out", default=os.path.join("runs", "figures"), help="output folder (default: %(default)s)")
     ap.add_argument("--format", default="png", help="comma-separated: png, svg, pdf (default: %(default)s)")
+    ap.add_argument("--dpi", type=int, default=150, help="resolution of PNGs (default: %(default)s)")
     try:
         args = ap.parse_args(argv)
         formats = parse_formats(args.format)
+        if not 10 <= args.dpi <= 1200:
+            raise miiii.UsageError(f"--dpi must be in 10 .. 1200, got {args.dpi}")
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise miiii.UsageError(f"--out {args.out} exists and is not a directory")
         runs = load_runs({role: getattr(args, role) for role in ("nanda", "miiii", "basis", "masked")
@@ -768,7 +777,7 @@ def main(argv=None):
         print(f"figures.py: error: cannot create --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    written = draw_all(runs, args.out, formats)
+    written = draw_all(runs, args.out, formats, dpi=args.dpi)
     print(f"{len(written)} files in {args.out} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     return 0
 

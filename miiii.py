@@ -531,9 +531,12 @@ def make_progress(total, stream=None):
         now = time.time()
         if clock["first_epoch"] is None:
             clock["first_epoch"] = epoch  # a resumed run measures its speed from where it resumed
+        if force and clock.get("shown") == epoch:  # the final line is already there
+            stream.write("\n" if tty else "")
+            return
         if not force and now - clock["last"] < every:
             return
-        clock["last"] = now
+        clock["last"], clock["shown"] = now, epoch
         rate = (epoch - clock["first_epoch"]) / max(now - clock["start"], 1e-9)
         eta = (total - epoch) / rate if rate > 0 else float("inf")
         acc = "" if valid_acc is None else f"  valid acc min {valid_acc.min():.3f} mean {valid_acc.mean():.3f}"
