@@ -816,11 +816,26 @@ def prepare_out(cfg, out, force):
                 same = False
         if not same and os.listdir(out) and not force:
             raise UsageError(f"--out {out} exists and is not a run of this config (use --force to overwrite)")
-    existing = os.path.abspath(out)
+    if not writable(out):
+        raise UsageError(f"--out {out} is not writable")
+
+
+def writable(path):
+    """Can a run be written at `path`? Probe by making (and removing) a directory where it would go.
+
+    A permission check alone is not enough: root passes it, yet cannot write in /proc or on a
+    read-only mount.
+    """
+    existing = os.path.abspath(path)
     while not os.path.exists(existing):  # the nearest existing ancestor is where mkdir will write
         existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
-        raise UsageError(f"--out {out} is not writable")
+    if not os.path.isdir(existing):
+        return False
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".miiii-probe-", dir=existing))
+    except OSError:
+        return False
+    return True
 
 
 def start_run(out, cfg):
@@ -970,7 +985,7 @@ def parse_command(argv):
     warning = validate(cfg)
     if args.resume is None:
         prepare_out(cfg, out, args.force)
-    elif not os.access(out, os.W_OK):
+    elif not writable(out):
         raise UsageError(f"--resume {out} is not writable")
     if cfg["gpu"]:
         use_backend("cupy")

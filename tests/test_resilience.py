@@ -804,6 +804,14 @@ def read_only_dir(tmp_path):
         os.chmod(ro, 0o700)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_out_in_a_place_nobody_can_write(tmp_path, capsys, monkeypatch):
+    """Works as root too: /proc accepts no new directories, whatever the permission bits say."""
+    monkeypatch.chdir(tmp_path)
+    line = expect_usage_error(cli_args(SMALL, "--out", "/proc/miiii-run"), capsys, tmp_path)
+    assert "not writable" in line
+
+
 def test_unwritable_out(read_only_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     line = expect_usage_error(cli_args(SMALL, "--out", read_only_dir / "run"), capsys, tmp_path)
