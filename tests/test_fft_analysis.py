@@ -175,8 +175,7 @@ def test_model_active_threshold():
 
 def reference_case(name):
     path = next((p for p in REFERENCE if os.path.exists(p)), None)
-    if path is None:
-        pytest.skip("reference/vectors.npz not found")
+    assert path is not None, f"reference vectors not found (looked in {REFERENCE}); shared/ must sit beside the repo"
     with np.load(path) as f:
         params = {k: f[f"{name}/param/{k}"] for k in miiii.PARAM_NAMES}
         return params, f[f"{name}/x"], f[f"{name}/neurons"]
