@@ -418,10 +418,12 @@ def cross_entropy_backward(cache):
 
 
 def head_accuracy(logits, y, classes):
-    """(N, T) bool: does each head's argmax equal its target (first index wins ties)."""
+    """(N, T) bool: is each head's target logit its unique maximum (a tie counts as wrong)."""
     layout = head_layout(classes)
-    padded = logits[:, layout["pad_index"]]  # (N, T, qmax); repeated columns never win a tie
-    return padded.argmax(axis=-1) == y
+    is_max = logits == segment_expand(segment_reduce("max", logits, layout), layout)  # (N, C)
+    n_max = segment_reduce("sum", is_max.astype(xp.int32), layout)  # (N, T): how many share the max
+    target = y + layout["offsets_xp"][None, :]  # (N, T): column of each target
+    return is_max[xp.arange(len(y))[:, None], target] & (n_max == 1)
 
 
 # ============================================================================ the model
