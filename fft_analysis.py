@@ -334,8 +334,7 @@ def training_hooks(cfg, state, per_octave=SNAPSHOTS_PER_OCTAVE):
         state["timing"]["snapshots"] += 1
 
     def record_grads(epoch, grads):
-        state["grad_norms"][int(epoch)] = {name: float(miiii.xp.sqrt((g.astype(np.float64) ** 2).sum()))
-                                           for name, g in grads.items()}  # 9 parameters, not data
+        state["grad_norms"][int(epoch)] = miiii.grad_norms(grads)
 
     def record_params(epoch, params):
         # copies: training updates the arrays in place

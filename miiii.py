@@ -376,12 +376,29 @@ def segment_expand(a, layout):
 
 
 def task_weights(classes, mask=None):
-    """Loss weight of each task: m_t / ln(q_t) / sum m (chance level 1.0 for every task)."""
+    """Loss weight of each task: m_t / ln(q_t) / sum m (chance level 1.0 for every task). Host numpy."""
     log_q = np.log(np.asarray(classes, dtype=np.float64))
-    m = np.ones(len(classes)) if mask is None else np.asarray(to_host(xp.asarray(mask)), dtype=np.float64)
+    m = np.ones(len(classes)) if mask is None else np.asarray(mask, dtype=np.float64)
     if m.sum() <= 0:
         raise UsageError("every task has loss weight 0")
     return m / log_q / m.sum()
+
+
+_weights = {}
+
+
+def loss_weights(classes, mask=None):
+    """task_weights on the current backend, made once per (classes, mask): no transfer in the hot path.
+
+    Pass the mask as a host array (train does); a device mask is copied to the host once per call.
+    """
+    if mask is not None and not isinstance(mask, np.ndarray):
+        mask = to_host(mask)
+    m = None if mask is None else tuple(float(v) for v in mask)
+    key = (tuple(int(q) for q in classes), m, xp.__name__)
+    if key not in _weights:
+        _weights[key] = to_device(task_weights(classes, m))
+    return _weights[key]
 
 
 def cross_entropy_forward(logits, y, classes, mask=None):
@@ -401,7 +418,7 @@ def cross_entropy_forward(logits, y, classes, mask=None):
     exp = xp.exp(shifted, out=shifted)  # in place; each head holds exp(0) = 1, so no sum underflows
     sums = segment_reduce("sum", exp, layout)  # (N, T)
     nll = xp.log(sums) - target_shifted  # (N, T): -log softmax at the target
-    weights = to_device(task_weights(classes, mask))  # (T,)
+    weights = loss_weights(classes, mask)  # (T,)
     loss = float((nll.mean(axis=0) * weights).sum())
     cache = {"exp": exp, "sums": sums, "target": target, "rows": rows, "weights": weights,
              "layout": layout, "nll": nll, "dtype": logits.dtype}
@@ -587,13 +604,18 @@ def init_state(cfg):
     }
 
 
+def grad_norms(grads):
+    """L2 norm of each gradient, in float64 (no float32 overflow), as a host dict: one device sync."""
+    norms = to_host(xp.stack([xp.sqrt((g.astype(xp.float64) ** 2).sum()) for g in grads.values()]))  # (9,)
+    return dict(zip(grads, norms.tolist()))
+
+
 def check_finite(epoch, loss, grads):
-    """Raise NonFinite naming the epoch and the first bad parameter; one host sync per step."""
-    sq = xp.stack([(g * g).sum(dtype=xp.float64) for g in grads.values()])  # (9,) squared norms
-    sq = to_host(sq)
-    if math.isfinite(loss) and np.all(np.isfinite(sq)):
+    """Raise NonFinite naming the epoch and the first bad parameter (or the loss)."""
+    norms = grad_norms(grads)
+    if math.isfinite(loss) and all(math.isfinite(v) for v in norms.values()):
         return
-    bad = [name for name, s in zip(grads, sq) if not np.isfinite(s)]
+    bad = [name for name, v in norms.items() if not math.isfinite(v)]
     where = f"gradient of {bad[0]}" if bad else "loss"
     raise NonFinite(f"non-finite {where} at epoch {epoch} (loss {loss})")
 
@@ -621,7 +643,7 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
     x, y = to_device(task["x"]), to_device(task["y"])
     train_idx, valid_idx = to_device(task["train"]), to_device(task["valid"])
     x_train, y_train = x[train_idx], y[train_idx]
-    mask = to_device(task["mask"])
+    mask = task["mask"]  # host: loss_weights turns it into device weights once
     epochs, logged = int(cfg["epochs"]), metrics["epochs"]
     update = make_progress(epochs) if progress else None
     loss = float("nan")
@@ -807,15 +829,11 @@ def prepare_out(cfg, out, force):
     if os.path.exists(out):
         if not os.path.isdir(out):
             raise UsageError(f"--out {out} exists and is not a directory")
-        cfg_path = os.path.join(out, "config.json")
-        same = False
-        if os.path.exists(cfg_path):
-            try:
-                with open(cfg_path) as f:
-                    old = json.load(f)
-                same = all(old.get(k) == cfg[k] for k in RESULT_KEYS)
-            except (OSError, ValueError):
-                same = False
+        try:  # a run of the same config may be redone in place
+            old = load_json(os.path.join(out, "config.json"))
+            same = isinstance(old, dict) and all(old.get(k) == cfg[k] for k in RESULT_KEYS)
+        except UsageError:  # no config.json, or a damaged one: not a run of this config
+            same = False
         if not same and os.listdir(out) and not force:
             raise UsageError(f"--out {out} exists and is not a run of this config (use --force to overwrite)")
     if not writable(out):

@@ -189,6 +189,17 @@ def test_out_holding_foreign_files_is_refused(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("text", ["[1, 2]", "{\"task\": ", "null"])
+def test_out_holding_a_foreign_config_json_is_refused(tmp_path, text):
+    """A config.json that is not a run's (a list, torn, null) is another run's directory, not a crash."""
+    out = tmp_path / "other"
+    out.mkdir()
+    (out / "config.json").write_text(text)
+    before = snapshot(tmp_path)
+    assert_usage_error(run_cli(*TINY, "--out", out))
+    assert snapshot(tmp_path) == before
+
+
 def test_out_that_is_a_file_is_refused(tmp_path):
     out = tmp_path / "afile"
     out.write_text("not a directory")
