@@ -10,10 +10,12 @@ Layout of this file: backend, tasks, parameters, layers (each a *_forward / *_ba
 the whole model and its loss, the optimiser loop, run directories, command line.
 """
 import argparse
+import contextlib
 import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -539,14 +541,15 @@ def dropout_rng(seed, epoch):
 def make_progress(total, stream=None):
     """A progress line on stderr: rewritten in place on a terminal, one line every few seconds otherwise.
 
-    Returns update(epoch, loss, valid_acc, force=False).
+    Returns update(epoch, loss, acc, force=False); acc is (train_acc, valid_acc) per task at the last
+    logged epoch, or None before the first.
     """
     stream = stream or sys.stderr
     tty = hasattr(stream, "isatty") and stream.isatty()
     every = 0.2 if tty else 5.0
     clock = {"start": time.time(), "last": 0.0, "first_epoch": None}
 
-    def update(epoch, loss, valid_acc, force=False):
+    def update(epoch, loss, acc, force=False):
         now = time.time()
         if clock["first_epoch"] is None:
             clock["first_epoch"] = epoch  # a resumed run measures its speed from where it resumed
@@ -558,8 +561,9 @@ def make_progress(total, stream=None):
         clock["last"], clock["shown"] = now, epoch
         rate = (epoch - clock["first_epoch"]) / max(now - clock["start"], 1e-9)
         eta = (total - epoch) / rate if rate > 0 else float("inf")
-        acc = "" if valid_acc is None else f"  valid acc min {valid_acc.min():.3f} mean {valid_acc.mean():.3f}"
-        line = f"epoch {epoch}/{total}  loss {loss:.4f}{acc}  {rate:.2f} ep/s  ETA {format_seconds(eta)}"
+        shown = "" if acc is None else (f"  train acc {acc[0].mean():.3f}  valid acc min {acc[1].min():.3f} "
+                                        f"mean {acc[1].mean():.3f}")
+        line = f"epoch {epoch}/{total}  loss {loss:.4f}{shown}  {rate:.2f} ep/s  ETA {format_seconds(eta)}"
         if tty:
             stream.write("\r" + line.ljust(100) + ("\n" if force else ""))
         else:
@@ -602,6 +606,30 @@ def init_state(cfg):
         "filter": grokfast.init_filter(cfg["filter"], params, cfg["window"]),
         "metrics": metrics, "step_loss": np.zeros(int(cfg["epochs"])), "records": {},
     }
+
+
+def extend_state(state, cfg):
+    """Fit a state (from init_state or a checkpoint) to cfg["epochs"], growing its schedule if needed.
+
+    Extending a run to N epochs keeps everything already logged and appends the epochs of
+    log_epochs(N) that lie beyond the old end; step_loss grows to N entries. Nothing else in the
+    state depends on the planned length (dropout masks come from (seed, epoch)), so the weights
+    after N epochs are bit-identical to those of a run planned for N epochs from the start.
+    """
+    epochs, planned = int(cfg["epochs"]), len(state["step_loss"])
+    if state["epoch"] > epochs or planned > epochs:
+        raise UsageError(f"the run has {max(planned, state['epoch'])} epochs; --epochs {epochs} would shorten it")
+    if planned == epochs:
+        return state
+    metrics = state["metrics"]
+    old = metrics["epochs"]
+    new = log_epochs(epochs, int(cfg["log_every"]))
+    added = new[new > planned]
+    metrics["epochs"] = np.concatenate([old, added]).astype(np.int64)
+    for key in METRIC_KEYS:
+        metrics[key] = np.concatenate([metrics[key], np.zeros((len(added), metrics[key].shape[1]))])
+    state["step_loss"] = np.concatenate([state["step_loss"], np.zeros(epochs - planned)])
+    return state
 
 
 def grad_norms(grads):
@@ -647,7 +675,8 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
     epochs, logged = int(cfg["epochs"]), metrics["epochs"]
     update = make_progress(epochs) if progress else None
     loss = float("nan")
-    valid_acc = metrics["valid_acc"][state["n_logged"] - 1] if state["n_logged"] else None
+    last = state["n_logged"] - 1
+    acc = (metrics["train_acc"][last], metrics["valid_acc"][last]) if state["n_logged"] else None
     first, last_checkpoint = state["epoch"], time.time()
     for epoch in range(first, epochs + 1):
         state["epoch"] = epoch  # the state now holds `epoch` steps done, nothing of this epoch yet
@@ -667,7 +696,7 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
             (tl, ta), (vl, va) = evaluate(params, x, y, classes, (train_idx, valid_idx))
             metrics["train_loss"][li], metrics["train_acc"][li] = tl, ta
             metrics["valid_loss"][li], metrics["valid_acc"][li] = vl, va
-            valid_acc = va
+            acc = (ta, va)
             state["n_logged"] = li + 1
             call_hooks(hooks, "log", epoch, params, metrics)
         call_hooks(hooks, "snapshot", epoch, params)
@@ -683,9 +712,9 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
         grokfast.adamw_step(params, grads, state["adam"], lr=cfg["lr"], b1=cfg["b1"], b2=cfg["b2"],
                             eps=cfg["eps"], wd=cfg["wd"])
         if update:
-            update(epoch + 1, loss, valid_acc)
+            update(epoch + 1, loss, acc)
     if update:
-        update(epochs, loss, valid_acc, force=True)
+        update(epochs, loss, acc, force=True)
     return {name: to_host(w) for name, w in params.items()}, {**metrics, "step_loss": state["step_loss"]}
 
 
@@ -698,20 +727,32 @@ RESULT_KEYS = ("task", "p", "d", "heads", "lr", "wd", "dropout", "lamb", "alpha"
 CHECKPOINT = "checkpoint.npz"
 
 
-def config_hash(cfg):
+# Settings that change the weights' trajectory; `epochs` and `log_every` only say how far it goes
+# and where metrics are logged, so a run extended to N epochs has the weights of a run of N epochs.
+TRAJECTORY_KEYS = tuple(k for k in RESULT_KEYS if k not in ("epochs", "log_every"))
+
+
+def config_hash(cfg, keys=RESULT_KEYS):
     """Short hash of every setting that changes the result (the output path is not one of them)."""
-    blob = json.dumps({k: cfg[k] for k in RESULT_KEYS}, sort_keys=True)
+    blob = json.dumps({k: cfg[k] for k in keys}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
 
-def run_config(cfg):
-    """The config.json contents: every setting, the moduli and classes, the split."""
+def run_config(cfg, status="running"):
+    """The config.json contents: every setting, the moduli and classes, the split, the run's status.
+
+    `status` is "running" until every result file is on disk; "complete" is written last, so a run
+    directory is finished exactly when its config.json says so.
+    """
     task = make_task(cfg["task"], cfg["p"], cfg["train_frac"], cfg["seed"])
     return {
         **{k: cfg[k] for k in RESULT_KEYS},
         "moduli": task["moduli"], "classes": task["classes"], "mask": task["mask"].tolist(),
         "split_seed": cfg["seed"], "n_train": int(len(task["train"])), "n_valid": int(len(task["valid"])),
         "backend": "cupy" if cfg["gpu"] else "numpy", "config_hash": config_hash(cfg),
+        "trajectory_hash": config_hash(cfg, TRAJECTORY_KEYS),
+        "extended_from": list(cfg.get("extended_from", [])), "threads": cfg.get("threads"),
+        "status": status,
     }
 
 
@@ -719,20 +760,33 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class WriteError(Exception):
+    """A file could not be written (no space, a vanished directory, a read-only mount): one line."""
+
+
 def atomic_write(path, write):
-    """Write a file via `write(fileobj)` to a temporary name beside it, then rename into place."""
+    """Write a file via `write(fileobj)` to a temporary name beside it, then rename into place.
+
+    Any OSError becomes WriteError naming the file and the reason; the old file, if any, is untouched.
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass  # the directory itself may be gone
+        if isinstance(e, OSError):
+            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 
@@ -809,35 +863,97 @@ def unpack_tree(skeleton, arrays):
 def save_checkpoint(path, state, cfg):
     arrays = {}
     skeleton = pack_tree(state, arrays)
-    meta = json.dumps({"config_hash": config_hash(cfg), "state": skeleton})
+    meta = json.dumps({"config_hash": config_hash(cfg), "trajectory_hash": config_hash(cfg, TRAJECTORY_KEYS),
+                       "state": skeleton})
     save_npz(path, {"__meta__": np.array(meta), **arrays})
 
 
 def load_checkpoint(path, cfg):
+    """The training state in a checkpoint, fitted to cfg's schedule (see extend_state).
+
+    A checkpoint belongs to cfg when every setting that shapes the trajectory agrees; `epochs` may
+    be larger than the checkpoint's (a run being extended), never smaller than the state's epoch.
+    """
     arrays = load_npz(path, keys=("__meta__",))
     try:
         meta = json.loads(str(arrays.pop("__meta__")))
-        if meta["config_hash"] != config_hash(cfg):
+        if "trajectory_hash" in meta:
+            ok = meta["trajectory_hash"] == config_hash(cfg, TRAJECTORY_KEYS)
+        else:  # checkpoints written before runs could be extended
+            ok = meta["config_hash"] == config_hash(cfg)
+        if not ok:
             raise UsageError(f"{path}: checkpoint of another config (hash {meta['config_hash']})")
-        return unpack_tree(meta["state"], arrays)
+        state = unpack_tree(meta["state"], arrays)
     except (ValueError, KeyError, TypeError) as e:
         raise UsageError(f"{path}: damaged checkpoint ({type(e).__name__}: {str(e)[:80]})")
+    return extend_state(state, cfg)
 
 
-def prepare_out(cfg, out, force):
-    """Check that `out` may receive this run; raises UsageError before anything is written."""
-    if os.path.exists(out):
-        if not os.path.isdir(out):
-            raise UsageError(f"--out {out} exists and is not a directory")
-        try:  # a run of the same config may be redone in place
-            old = load_json(os.path.join(out, "config.json"))
-            same = isinstance(old, dict) and all(old.get(k) == cfg[k] for k in RESULT_KEYS)
-        except UsageError:  # no config.json, or a damaged one: not a run of this config
-            same = False
-        if not same and os.listdir(out) and not force:
-            raise UsageError(f"--out {out} exists and is not a run of this config (use --force to overwrite)")
-    if not writable(out):
-        raise UsageError(f"--out {out} is not writable")
+def run_status(out):
+    """What a directory holds, and its config.json when it is a miiii run:
+
+    'absent' (missing or empty), 'complete' (config.json says so; it is written last, after every
+    result), 'interrupted' (a checkpoint to continue from), 'started' (a miiii config.json and nothing
+    to continue from) or 'foreign' (anything else). Runs made before config.json had a status are
+    complete when params.npz and metrics.npz are there and no checkpoint is.
+    """
+    if not os.path.isdir(out) or not os.listdir(out):
+        return "absent", None
+    try:
+        config = load_json(os.path.join(out, "config.json"))
+    except UsageError:
+        return "foreign", None
+    if not isinstance(config, dict) or any(k not in config for k in RESULT_KEYS):
+        return "foreign", None
+    has = lambda name: os.path.exists(os.path.join(out, name))  # noqa: E731
+    legacy_done = "status" not in config and has("params.npz") and has("metrics.npz") and not has(CHECKPOINT)
+    if config.get("status") == "complete" or legacy_done:
+        return "complete", config
+    return ("interrupted" if has(CHECKPOINT) else "started"), config
+
+
+def typed_config(old, path):
+    """The RESULT_KEYS of a config.json as a cfg dict; UsageError if any is missing or mistyped.
+
+    JSON is untyped: a config.json edited by hand must still mean a run.
+    """
+    if not isinstance(old, dict) or any(k not in old for k in RESULT_KEYS):
+        raise UsageError(f"{path}: not the config of a miiii run")
+    cfg = {}
+    for k in RESULT_KEYS:
+        want, v = type(DEFAULTS[k]), old[k]
+        ok = isinstance(v, want) if want in (str, bool) else \
+            (isinstance(v, (int, float)) and not isinstance(v, bool) and (want is float or float(v).is_integer()))
+        if not ok:
+            raise UsageError(f"{path}: not the config of a miiii run ({k} = {v!r})")
+        cfg[k] = want(v)
+    extended = old.get("extended_from", [])
+    cfg["extended_from"] = [int(e) for e in extended] if isinstance(extended, list) else []
+    return cfg
+
+
+def plan_new_run(cfg, out, force):
+    """What a run (not --resume) does with `out`: 'new', 'resume' (its own interrupted run) or 'done'.
+
+    Nothing a user can type without --force removes results: a finished run of the same config is
+    left as it is ('done'), an interrupted one is continued, another run is refused.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} exists and is not a directory")
+    status, old = run_status(out)
+    if force or status == "absent":
+        return "new"
+    if status == "foreign":
+        raise UsageError(f"--out {out} exists and is not a miiii run directory (use --force to overwrite)")
+    if all(old.get(k) == cfg[k] for k in RESULT_KEYS):
+        cfg["extended_from"] = typed_config(old, os.path.join(out, "config.json"))["extended_from"]
+        return {"complete": "done", "interrupted": "resume", "started": "new"}[status]
+    if all(old.get(k) == cfg[k] for k in TRAJECTORY_KEYS) and isinstance(old.get("epochs"), int) \
+            and cfg["epochs"] > old["epochs"]:
+        raise UsageError(f"--out {out} holds this run with {old['epochs']} epochs; train it longer with "
+                         f"python miiii.py --resume {out} --epochs {cfg['epochs']}")
+    raise UsageError(f"--out {out} holds another run (config hash {old.get('config_hash')}); "
+                     f"use another --out, or --force to overwrite it")
 
 
 def writable(path):
@@ -859,19 +975,29 @@ def writable(path):
 
 
 def start_run(out, cfg):
-    """Create the run directory with its config.json; stale results of an earlier run are removed."""
-    os.makedirs(out, exist_ok=True)
-    for name in os.listdir(out):  # results and records of an earlier run (same config or --force)
-        if name.endswith(".npz") or name == "analysis.json" or name.endswith(".tmp"):
-            os.remove(os.path.join(out, name))
-    save_json(os.path.join(out, "config.json"), run_config(cfg))
+    """Create the run directory with its config.json; results of an earlier run are removed (--force).
+
+    If the directory cannot be made or written, one it created is removed again (no half-made run).
+    """
+    created = not os.path.exists(out)
+    try:
+        os.makedirs(out, exist_ok=True)
+        for name in os.listdir(out):  # results and records of an earlier run
+            if name.endswith(".npz") or name == "analysis.json" or name.endswith(".tmp"):
+                os.remove(os.path.join(out, name))
+        save_json(os.path.join(out, "config.json"), run_config(cfg))
+    except (OSError, WriteError) as e:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise e if isinstance(e, WriteError) else WriteError(f"cannot write {out}: {e.strerror or e}") from None
 
 
-def write_run(out, cfg, params, metrics):
+def write_run(out, cfg, params, metrics, status="complete"):
+    """The results of a run; config.json goes last, so 'complete' is on disk only when they are."""
     os.makedirs(out, exist_ok=True)
     save_npz(os.path.join(out, "metrics.npz"), metrics)
     save_npz(os.path.join(out, "params.npz"), params)
-    save_json(os.path.join(out, "config.json"), run_config(cfg))
+    save_json(os.path.join(out, "config.json"), run_config(cfg, status))
 
 
 def estimate_bytes(cfg):
@@ -936,12 +1062,15 @@ def build_parser(suppress=False):
                     "besides epochs 0, 1, 2, 4, ... (default 0: k = max(10, epochs/1000))")
     ap.add_argument("--gpu", action="store_true", default=D["gpu"], help="run on a CUDA GPU with CuPy")
     ap.add_argument("--out", help="run directory (default: runs/<task>-p<p>-<config hash>)")
-    ap.add_argument("--force", action="store_true", help="overwrite --out even if it holds another run")
-    ap.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    ap.add_argument("--force", action="store_true", help="start over in --out, removing the results it holds")
+    ap.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint; "
+                    "with a larger --epochs, train a finished run longer")
     ap.add_argument("--checkpoint-every", type=int, help="checkpoint every k epochs "
                     "(default 0: every ~3 minutes of training)")
     ap.add_argument("--no-analysis", action="store_true", help="skip the Omega snapshots and gradient "
                     "norms that fft_analysis.py records during training")
+    ap.add_argument("--threads", type=int, help="cap the BLAS threads of this run (default: all cores); "
+                    "for runs side by side, give each --threads 1. Does not change results or the hash")
     ap.add_argument("--quiet", action="store_true", help="no progress line")
     return ap
 
@@ -973,47 +1102,65 @@ def validate(cfg):
 
 
 def parse_command(argv):
-    """Parse and validate the command line: (cfg, out, args, warning); UsageError on bad input."""
+    """Parse and validate the command line: (cfg, out, args, warning, plan); UsageError on bad input.
+
+    plan: 'new' (start from epoch 0), 'resume' (continue from the directory's checkpoint, perhaps to
+    a larger --epochs) or 'done' (the directory already holds this finished run).
+    """
     args = build_parser().parse_args(argv)
     if args.checkpoint_every is not None and args.checkpoint_every < 0:
         raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
     if args.resume is not None:
+        out = args.resume
+        if args.out is not None and os.path.abspath(args.out) != os.path.abspath(out):
+            raise UsageError("--resume writes into the run directory itself; drop --out")
+        if not os.path.isdir(out):
+            raise UsageError(f"--resume {out}: no such run directory")
+        status, old = run_status(out)
+        if status in ("absent", "foreign"):
+            load_json(os.path.join(out, "config.json"))  # names a missing or damaged config.json
+            raise UsageError(f"{os.path.join(out, 'config.json')}: not the config of a miiii run")
+        cfg = typed_config(old, os.path.join(out, "config.json"))
         given = vars(build_parser(suppress=True).parse_args(argv))
-        old = load_json(os.path.join(args.resume, "config.json"))
-        if not isinstance(old, dict) or any(k not in old for k in RESULT_KEYS):
-            raise UsageError(f"{args.resume}/config.json: not the config of a miiii run")
-        cfg = {k: old[k] for k in RESULT_KEYS}
-        for k in RESULT_KEYS:  # JSON is untyped: a config.json edited by hand must still mean a run
-            want = type(DEFAULTS[k])
-            ok = isinstance(cfg[k], want) if want in (str, bool) else \
-                (isinstance(cfg[k], (int, float)) and not isinstance(cfg[k], bool)
-                 and (want is float or float(cfg[k]).is_integer()))
-            if not ok:
-                raise UsageError(f"{args.resume}/config.json: not the config of a miiii run ({k} = {cfg[k]!r})")
-            cfg[k] = want(cfg[k])
-        clash = [k for k in RESULT_KEYS if k in given and given[k] != cfg[k]]
+        clash = [k for k in RESULT_KEYS if k in given and given[k] != cfg[k] and k != "epochs"]
         if clash:
             k = clash[0]
-            raise UsageError(f"--resume {args.resume}: --{k.replace('_', '-')} {given[k]} disagrees with the "
+            raise UsageError(f"--resume {out}: --{k.replace('_', '-')} {given[k]} disagrees with the "
                              f"run's config ({cfg[k]})")
-        if args.out is not None and os.path.abspath(args.out) != os.path.abspath(args.resume):
-            raise UsageError("--resume writes into the run directory itself; drop --out")
-        out = args.resume
+        if given.get("epochs", cfg["epochs"]) < cfg["epochs"]:
+            raise UsageError(f"--resume {out}: --epochs {given['epochs']} is less than the run's "
+                             f"{cfg['epochs']} (a run is only ever extended)")
+        extend = given.get("epochs", cfg["epochs"]) > cfg["epochs"]
+        if extend:
+            cfg["extended_from"] = cfg["extended_from"] + [cfg["epochs"]]
+            cfg["epochs"] = given["epochs"]
+        has_checkpoint = os.path.exists(os.path.join(out, CHECKPOINT))
+        if status == "complete" and not extend:
+            plan = "done"
+        elif status == "complete" and not has_checkpoint:
+            raise UsageError(f"{out} was finished before runs kept their final state (no {CHECKPOINT}); "
+                             f"it cannot be extended: train a new run with --epochs {cfg['epochs']}")
+        else:
+            plan = "resume" if has_checkpoint else "new"  # 'started': nothing to continue from
     else:
-        cfg = {k: getattr(args, k) for k in DEFAULTS}
+        cfg = {**{k: getattr(args, k) for k in DEFAULTS}, "extended_from": []}
         out = args.out or os.path.join("runs", f"{cfg['task']}-p{cfg['p']}-{config_hash(cfg)}")
+        plan = None
+    cfg["threads"] = args.threads
     warning = validate(cfg)
-    if args.resume is None:
-        prepare_out(cfg, out, args.force)
-    elif not writable(out):
-        raise UsageError(f"--resume {out} is not writable")
+    if plan is None:
+        plan = plan_new_run(cfg, out, args.force)
+    if plan != "done" and not writable(out):
+        raise UsageError(f"{'--resume' if args.resume else '--out'} {out} is not writable")
     if cfg["gpu"]:
         use_backend("cupy")
     need, have = estimate_bytes(cfg), available_bytes()
     if need > have:
         raise UsageError(f"p = {cfg['p']}, d = {cfg['d']} needs about {need / 2 ** 30:.1f} GiB, but only "
                          f"{have / 2 ** 30:.1f} GiB is available")
-    return cfg, out, args, warning
+    return cfg, out, args, warning, plan
 
 
 def install_signal_handlers(flag):
@@ -1043,57 +1190,82 @@ def analysis_hooks(cfg, records, enabled):
     return fft_analysis.training_hooks(cfg, records), fft_analysis.write_training_records
 
 
+def blas_threads(n):
+    """A context that caps the BLAS threads at n (None: leave them as they are, i.e. all cores).
+
+    threadpoolctl is imported only when asked for, so the library works without it.
+    """
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=int(n))
+
+
 def main(argv=None):
     try:
-        cfg, out, args, warning = parse_command(argv)
+        cfg, out, args, warning, plan = parse_command(argv)
+        if plan == "done":
+            print(f"{out} is complete ({cfg['epochs']} epochs): nothing to do; redo it with --force, or "
+                  f"train longer with python miiii.py --resume {out} --epochs N", file=sys.stderr)
+            return 0
         ckpt_path = os.path.join(out, CHECKPOINT)
-        state = None
-        if args.resume is not None:
-            if os.path.exists(os.path.join(out, "params.npz")) and not os.path.exists(ckpt_path):
-                print(f"{out} is complete: nothing to resume", file=sys.stderr)
-                return 0
-            if os.path.exists(ckpt_path):
-                state = load_checkpoint(ckpt_path, cfg)
+        state = load_checkpoint(ckpt_path, cfg) if plan == "resume" else None
     except UsageError as e:
         print(f"miiii.py: error: {e}", file=sys.stderr)
         return 2
     if warning:
         print(warning, file=sys.stderr)
-    if args.resume is None:
-        start_run(out, cfg)
-    else:  # temporary files of a write cut short by a hard exit
-        for name in os.listdir(out):
-            if name.endswith(".tmp"):
-                os.remove(os.path.join(out, name))
+    try:
+        if plan == "new":
+            start_run(out, cfg)
+        else:  # temporary files of a write cut short by a hard exit; config.json records an extension
+            for name in os.listdir(out):
+                if name.endswith(".tmp"):
+                    os.remove(os.path.join(out, name))
+            save_json(os.path.join(out, "config.json"), run_config(cfg))
+    except (OSError, WriteError) as e:
+        print(f"miiii.py: error: {e}", file=sys.stderr)
+        return 4
     state = state or init_state(cfg)
     hooks, write_records = analysis_hooks(cfg, state["records"], not args.no_analysis)
-    where = f"resuming {out} at epoch {state['epoch']}" if args.resume else f"run directory: {out}"
-    print(where, file=sys.stderr)
+    if args.resume is not None or plan == "resume":
+        more = f" to {cfg['epochs']}" if cfg["extended_from"] and state["epoch"] <= cfg["extended_from"][-1] else ""
+        print(f"resuming {out} at epoch {state['epoch']}{more}", file=sys.stderr)
+    else:
+        print(f"run directory: {out}", file=sys.stderr)
     flag = {"signal": None}
+    nl = "\n" if not args.quiet and sys.stderr.isatty() else ""  # end a progress line rewritten in place
     restore_handlers = install_signal_handlers(flag)  # kept until the results are on disk
     try:
-        params, metrics = train(cfg, progress=not args.quiet, hooks=hooks, state=state,
-                                checkpoint=lambda s: save_checkpoint(ckpt_path, s, cfg),
-                                checkpoint_every=args.checkpoint_every or 0,
-                                stop=lambda: flag["signal"] is not None)
-        write_run(out, cfg, params, metrics)
+        with blas_threads(cfg["threads"]):
+            params, metrics = train(cfg, progress=not args.quiet, hooks=hooks, state=state,
+                                    checkpoint=lambda s: save_checkpoint(ckpt_path, s, cfg),
+                                    checkpoint_every=args.checkpoint_every or 0,
+                                    stop=lambda: flag["signal"] is not None)
+        # The final state stays as the checkpoint (a finished run can be extended); config.json,
+        # written last by write_run, marks the run complete only once every result is on disk.
+        save_checkpoint(ckpt_path, state, cfg)
         if write_records is not None:
             write_records(out, state["records"])
-        if os.path.exists(ckpt_path):
-            os.remove(ckpt_path)  # finished: the results replace the checkpoint
+        write_run(out, cfg, params, metrics)
     except Interrupted as e:
-        print(f"\ninterrupted at epoch {e}: checkpoint written; continue with "
+        print(f"{nl}interrupted at epoch {e}: checkpoint written; continue with "
               f"python miiii.py --resume {out}", file=sys.stderr)
         return 128 + flag["signal"]
     except NonFinite as e:
-        print(f"\nmiiii.py: error: {e}; stopped, the last good checkpoint (if any) is in {out}",
+        print(f"{nl}miiii.py: error: {e}; stopped, the last good checkpoint (if any) is in {out}",
               file=sys.stderr)
         return 3
+    except WriteError as e:
+        print(f"{nl}miiii.py: error: {e}; the last good checkpoint (if any) is kept: once the cause is "
+              f"fixed, continue with python miiii.py --resume {out}", file=sys.stderr)
+        return 4
     finally:
         restore_handlers()
     va = metrics["valid_acc"][-1]
     print(f"done: valid acc min {va.min():.3f} mean {va.mean():.3f}; wrote {out}", file=sys.stderr)
     return 0
+
 
 if __name__ == "__main__":
     import miiii  # run as the module `miiii`, so fft_analysis (which imports miiii) sees the same backend

@@ -62,7 +62,8 @@ def test_tiny_nanda_run_writes_readable_outputs(nanda_run):
     assert "Traceback" not in result.stderr
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "metrics.npz", "params.npz"} <= names
-    assert "checkpoint.npz" not in names  # a finished run keeps its results, not its checkpoint
+    assert "checkpoint.npz" in names  # a finished run keeps its final state, so it can be extended
+    assert json.loads((out / "config.json").read_text())["status"] == "complete"
     assert not [n for n in names if n.endswith(".tmp")]  # no temporary file left behind
 
     with open(out / "config.json") as f:

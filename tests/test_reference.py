@@ -1,4 +1,4 @@
-"""The model against the independent reference vectors (shared/reference/vectors.npz, float64).
+"""The model against the independent reference vectors (tests/data/vectors.npz, float64).
 
 For each case (miiii, nanda, masked, divisible): logits, neurons, loss, every gradient, and five
 optimiser steps (GrokFast-EMA then AdamW) from the stored parameters, in float64 and in float32.
@@ -12,10 +12,9 @@ Tolerances, as max |ours - reference| / max |reference| per array:
   4d = 64 terms, errors of a few 1e-7 are expected (seen: <= 6e-7). Five Adam steps stay close because
   the reference gradients are far from zero in these cases (Adam divides by |g|).
 
-The file is found beside the repository (`../shared/reference/vectors.npz`) or under $MIIII_SHARED.
+The vectors live in the repository, tests/data/vectors.npz; tests/data/README.md says how they were made.
 """
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +29,12 @@ STEP = dict(lr=1e-3, b1=0.9, b2=0.98, eps=1e-8, wd=0.5)  # reference README: the
 EMA = dict(alpha=0.98, lamb=0.5)
 
 
-def reference_path():
-    shared = os.environ.get("MIIII_SHARED")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[2] / "shared"
-    return base / "reference" / "vectors.npz"
+REFERENCE = Path(__file__).resolve().parent / "data" / "vectors.npz"
 
 
 @pytest.fixture(scope="module")
 def ref():
-    path = reference_path()
-    assert path.is_file(), f"reference vectors not found at {path} (set MIIII_SHARED to the shared folder)"
-    with np.load(path) as z:
+    with np.load(REFERENCE) as z:
         return {k: z[k] for k in z.files}
 
 
