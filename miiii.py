@@ -358,18 +358,19 @@ def head_layout(classes):
     return _layouts[key]
 
 
-def segment_reduce(kind, a, layout):
-    """Reduce (N, C) over each task's columns -> (N, T); kind is 'max' or 'sum'.
+def segment_reduce(kind, a, layout, dtype=None):
+    """Reduce (N, C) over each task's columns -> (N, T); kind is 'max' or 'sum' (accumulated in dtype).
 
     NumPy has ufunc.reduceat, fast on the CPU; other backends (CuPy) take a padded gather.
     """
     if xp is np:
-        ufunc = np.maximum if kind == "max" else np.add
-        return ufunc.reduceat(a, layout["offsets"], axis=1)
+        if kind == "max":
+            return np.maximum.reduceat(a, layout["offsets"], axis=1)
+        return np.add.reduceat(a, layout["offsets"], axis=1, dtype=dtype)
     padded = a[:, layout["pad_index"]]  # (N, C) -> (N, T, qmax)
     if kind == "max":
         return padded.max(axis=-1)
-    return xp.where(layout["pad_valid"], padded, 0).sum(axis=-1)
+    return xp.where(layout["pad_valid"], padded, 0).sum(axis=-1, dtype=dtype)
 
 
 def segment_expand(a, layout):
@@ -403,37 +404,76 @@ def loss_weights(classes, mask=None):
     return _weights[key]
 
 
-def cross_entropy_forward(logits, y, classes, mask=None):
-    """SPEC §3 multi-task loss in float64: sum_t m_t CE_t / ln q_t / sum_t m_t.
+def softmax_parts(logits, target, shift, layout):
+    """The pieces of each head's softmax, shifted by `shift` ((n, 1) per row or (n, C) per column).
 
-    Log-softmax and its gradient are computed in float64 (float32 saturates near zero loss).
-    Returns (loss, cache); cache["nll"] holds -log softmax at each target, (N, T), for logging.
+    Returns exp(logits - shift) in the logits' dtype with every target entry set to 0 (n, C); `rest`,
+    the other classes' mass per head, summed in float64 (n, T); and the targets' shifted logits in
+    float64 (n, T). Keeping the target out of `rest` is what lets the target's gradient be computed
+    from the other classes' mass instead of as p_t - 1 (see cross_entropy_forward).
+    """
+    rows = xp.arange(logits.shape[0])[:, None]
+    shift_t = shift[rows, target] if shift.shape[1] > 1 else shift  # (n, T) or (n, 1)
+    target_shifted = logits[rows, target].astype(xp.float64) - shift_t.astype(xp.float64)  # (n, T)
+    exp = xp.exp(logits - shift)  # (n, C), the logits' dtype: float32 in training
+    exp_target = exp[rows, target]  # (n, T)
+    exp[rows, target] = 0
+    rest = segment_reduce("sum", exp, layout, dtype=xp.float64)  # (n, C) -> (n, T), float64 sums
+    return {"exp": exp, "rest": rest, "target_shifted": target_shifted, "head_mass": rest + exp_target}
+
+
+def cross_entropy_forward(logits, y, classes, mask=None):
+    """SPEC §3 multi-task loss: sum_t m_t CE_t / ln q_t / sum_t m_t, free of softmax collapse.
+
+    Precision (SPEC §3): the exponentials are taken in the logits' dtype (float32 in training), the
+    per-head sums and the log in float64. The target's probability is never formed as a number near
+    1: with rest = the other classes' mass and e_t = exp(target), -log p_t = log1p(rest / e_t) and
+    the target's gradient is -rest / (rest + e_t), so a dominant target still gets its (tiny) loss
+    and gradient where a float32 softmax would round p_t to 1 and the gradient p_t - 1 to 0 (Prieto
+    et al. 2025). One shift per row (its largest logit over all heads) is enough unless a head's
+    exps all underflow next to another head's; those rows, if any, are redone with a shift per head.
+    With float64 logits every step is float64. Returns (loss, cache); cache["nll"] (N, T).
     """
     layout = head_layout(classes)
-    N = logits.shape[0]
-    head_max = segment_reduce("max", logits, layout).astype(xp.float64)  # (N, C) -> (N, T)
-    shifted = logits.astype(xp.float64)  # (N, C), float64 from here on
-    shifted -= segment_expand(head_max, layout)  # every head's largest entry is now 0
     target = y + layout["offsets_xp"][None, :]  # (N, T): column of each target
-    rows = xp.arange(N)[:, None]
-    target_shifted = shifted[rows, target]  # (N, T)
-    exp = xp.exp(shifted, out=shifted)  # in place; each head holds exp(0) = 1, so no sum underflows
-    sums = segment_reduce("sum", exp, layout)  # (N, T)
-    nll = xp.log(sums) - target_shifted  # (N, T): -log softmax at the target
+    parts = softmax_parts(logits, target, logits.max(axis=1, keepdims=True), layout)  # (N, 1) shift
+    floor = xp.finfo(logits.dtype).tiny / xp.finfo(logits.dtype).eps  # below: subnormal exps lose digits
+    low = parts["head_mass"].min(axis=1) < floor  # (N,): rows with a head far below another
+    if bool(low.any()):  # rare: shift those rows per head (each head's largest exp is then 1)
+        idx = xp.flatnonzero(low)
+        head_max = segment_reduce("max", logits[idx], layout)  # (n, T)
+        redo = softmax_parts(logits[idx], target[idx], segment_expand(head_max, layout), layout)
+        for key in parts:  # four named arrays, not a loop over data
+            parts[key][idx] = redo[key]
+    rest, target_shifted = parts["rest"], parts["target_shifted"]
+    exp_t = xp.exp(target_shifted)  # (N, T) float64
+    sums = rest + exp_t  # (N, T): each head's softmax denominator
+    with np.errstate(divide="ignore", invalid="ignore"):  # each branch is used only where it is exact
+        nll = xp.where(exp_t > rest, xp.log1p(rest / exp_t), xp.log(sums) - target_shifted)  # (N, T)
     weights = loss_weights(classes, mask)  # (T,)
     loss = float((nll.mean(axis=0) * weights).sum())
-    cache = {"exp": exp, "sums": sums, "target": target, "rows": rows, "weights": weights,
-             "layout": layout, "nll": nll, "dtype": logits.dtype}
+    cache = {"exp": parts["exp"], "rest": rest, "sums": sums, "target": target, "weights": weights,
+             "layout": layout, "nll": nll}
     return loss, cache
 
 
 def cross_entropy_backward(cache):
-    """d loss / d logits = w_t / N * (softmax - onehot(target)), cast back to the logits' dtype."""
-    exp, sums, weights = cache["exp"], cache["sums"], cache["weights"]
-    scale = weights / exp.shape[0]  # (T,)
-    dlogits = exp * segment_expand(scale / sums, cache["layout"])  # (N, C): w_t / N * softmax, float64
-    dlogits[cache["rows"], cache["target"]] -= scale[None, :]  # each row's targets sit in distinct heads
-    return dlogits.astype(cache["dtype"])
+    """d loss / d logits = w_t / N * (softmax - onehot(target)), in the logits' dtype.
+
+    Non-target entries: w_t / N * exp / sum. Target entries: w_t / N * (p_t - 1) = -w_t / N * rest / sum,
+    computed from the other classes' mass, so it is exact to float precision even when p_t ~ 1.
+    """
+    exp, sums, rest, target = cache["exp"], cache["sums"], cache["rest"], cache["target"]
+    if exp is None:
+        raise ValueError("cross_entropy_backward: this cache was used already (its buffer became dlogits)")
+    N = exp.shape[0]
+    scale = cache["weights"] / N  # (T,)
+    per_head = (scale / sums).astype(exp.dtype)  # (N, T)
+    dlogits = exp  # reuse the buffer (its target entries are 0): the cache is consumed
+    cache["exp"] = None
+    dlogits *= segment_expand(per_head, cache["layout"])  # (N, C): w_t / N * softmax off the target
+    dlogits[xp.arange(N)[:, None], target] = (-scale * rest / sums).astype(exp.dtype)
+    return dlogits
 
 
 def head_accuracy(logits, y, classes):
@@ -1149,6 +1189,8 @@ def parse_command(argv):
         out = args.out or os.path.join("runs", f"{cfg['task']}-p{cfg['p']}-{config_hash(cfg)}")
         plan = None
     cfg["threads"] = args.threads
+    if args.threads is None and args.resume is not None and isinstance(old.get("threads"), int):
+        cfg["threads"] = old["threads"]  # BLAS rounding depends on the thread count: resume with the same
     warning = validate(cfg)
     if plan is None:
         plan = plan_new_run(cfg, out, args.force)
@@ -1191,14 +1233,22 @@ def analysis_hooks(cfg, records, enabled):
 
 
 def blas_threads(n):
-    """A context that caps the BLAS threads at n (None: leave them as they are, i.e. all cores).
+    """(context that caps the BLAS threads at n, the count in effect inside it); n None: all cores.
 
-    threadpoolctl is imported only when asked for, so the library works without it.
+    OpenBLAS splits its sums differently for different thread counts, so results differ in the last
+    bits between, say, 1 and 2 threads: the count is recorded in config.json and a resumed run uses
+    it again. threadpoolctl is imported here, not at module level, so the library works without it.
     """
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        if n is not None:
+            raise UsageError("--threads needs threadpoolctl (pip install threadpoolctl)")
+        return contextlib.nullcontext(), None
     if n is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(limits=int(n))
+        counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+        return contextlib.nullcontext(), (counts[0] if counts else None)
+    return threadpool_limits(limits=int(n), user_api="blas"), int(n)
 
 
 def main(argv=None):
@@ -1210,6 +1260,7 @@ def main(argv=None):
             return 0
         ckpt_path = os.path.join(out, CHECKPOINT)
         state = load_checkpoint(ckpt_path, cfg) if plan == "resume" else None
+        limit_threads, cfg["threads"] = blas_threads(cfg["threads"])
     except UsageError as e:
         print(f"miiii.py: error: {e}", file=sys.stderr)
         return 2
@@ -1237,7 +1288,7 @@ def main(argv=None):
     nl = "\n" if not args.quiet and sys.stderr.isatty() else ""  # end a progress line rewritten in place
     restore_handlers = install_signal_handlers(flag)  # kept until the results are on disk
     try:
-        with blas_threads(cfg["threads"]):
+        with limit_threads:
             params, metrics = train(cfg, progress=not args.quiet, hooks=hooks, state=state,
                                     checkpoint=lambda s: save_checkpoint(ckpt_path, s, cfg),
                                     checkpoint_every=args.checkpoint_every or 0,

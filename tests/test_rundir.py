@@ -215,3 +215,23 @@ def test_resume_of_a_directory_that_does_not_exist(tmp_path, capsys):
     assert miiii.main(["--resume", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"miiii.py: error: --resume {tmp_path / 'nope'}: no such run directory"]
+
+
+# ============================================================================ --threads
+def test_threads_are_recorded_and_reused_by_resume(tmp_path, capsys):
+    """OpenBLAS rounds differently with 1 and 2 threads, so the count is part of what makes a resume
+    bit-identical: it is recorded, and --resume uses it again unless told otherwise."""
+    cfg = {**TINY, "task": "miiii", "p": 23, "d": 32, "epochs": 30}
+    one = tmp_path / "one"
+    assert miiii.main(flags(cfg, "--no-analysis", "--threads", 1, "--out", one)) == 0
+    assert config_json(one)["threads"] == 1
+    assert config_json(one)["config_hash"] == miiii.config_hash(cfg)  # not part of the hash
+    # the same run, interrupted at epoch 13 and resumed without --threads
+    run = tmp_path / "run"
+    assert miiii.main(flags({**cfg, "epochs": 13}, "--no-analysis", "--threads", 1, "--out", run)) == 0
+    assert miiii.main(["--resume", str(run), "--epochs", "30", "--quiet", "--no-analysis"]) == 0
+    assert config_json(run)["threads"] == 1
+    assert files(run)["params.npz"] == files(one)["params.npz"]
+    capsys.readouterr()
+    assert miiii.main(flags(cfg, "--threads", 0, "--out", tmp_path / "bad")) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
