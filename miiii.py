@@ -546,6 +546,7 @@ DEFAULTS = {
     "task": "miiii", "p": 113, "d": 256, "heads": 4, "lr": 3e-4, "wd": 1.0 / 3.0, "dropout": 0.1,
     "lamb": 0.5, "alpha": 0.98, "filter": "ema", "window": 100, "train_frac": 0.5,
     "epochs": 65536, "seed": 0, "b1": 0.9, "b2": 0.98, "eps": 1e-8, "log_every": 0, "gpu": False,
+    "alpha_fast": 0.9, "lamb_schedule": "constant",
 }
 METRIC_KEYS = ("train_loss", "valid_loss", "train_acc", "valid_acc")
 CHECKPOINT_SECONDS = 180.0  # --checkpoint-every 0: a checkpoint every ~3 minutes of training
@@ -688,7 +689,8 @@ def check_finite(epoch, loss, grads):
     raise NonFinite(f"non-finite {where} at epoch {epoch} (loss {loss})")
 
 
-def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoint_every=0, stop=None):
+def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoint_every=0, stop=None,
+          timing=None):
     """Train from a config dict (keys of DEFAULTS); returns (params as numpy arrays, metrics dict).
 
     Full batch: one AdamW step per epoch on every training sample. Metrics are per task, logged at
@@ -702,8 +704,15 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
     result is bit-identical to an uninterrupted run because every epoch's randomness comes from
     (seed, epoch). `checkpoint(state)` is called every `checkpoint_every` epochs (0: every ~3 min)
     and before stopping when `stop()` turns true, which raises Interrupted.
+
+    `timing`, a dict, receives the wall-clock seconds spent in training steps, evaluations and hooks
+    ("steps_s", "evaluation_s", "analysis_s") and their counts (on a GPU, work still queued when a
+    clock is read is counted where it finishes).
     """
     cfg = {**DEFAULTS, **config}
+    timing = {} if timing is None else timing
+    for key in ("steps", "evaluations", "steps_s", "evaluation_s", "analysis_s"):
+        timing.setdefault(key, 0)
     task = make_task(cfg["task"], cfg["p"], cfg["train_frac"], cfg["seed"])
     classes = task["classes"]
     state = init_state(cfg) if state is None else state
@@ -732,16 +741,22 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
             raise Interrupted(epoch)
         li = state["n_logged"]
         logged_now = li < len(logged) and logged[li] == epoch
+        clock = time.perf_counter()
         if logged_now:  # metrics after `epoch` steps, dropout off
             (tl, ta), (vl, va) = evaluate(params, x, y, classes, (train_idx, valid_idx))
             metrics["train_loss"][li], metrics["train_acc"][li] = tl, ta
             metrics["valid_loss"][li], metrics["valid_acc"][li] = vl, va
             acc = (ta, va)
             state["n_logged"] = li + 1
+            timing["evaluations"] += 1
+            timing["evaluation_s"] += time.perf_counter() - clock
+            clock = time.perf_counter()
             call_hooks(hooks, "log", epoch, params, metrics)
         call_hooks(hooks, "snapshot", epoch, params)
+        timing["analysis_s"] += time.perf_counter() - clock
         if epoch == epochs:
             break
+        clock = time.perf_counter()
         loss, grads = loss_and_grads(params, x_train, y_train, classes, mask,
                                      dropout=cfg["dropout"], rng=dropout_rng(cfg["seed"], epoch))
         check_finite(epoch, loss, grads)
@@ -751,6 +766,8 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
         grokfast.apply_filter(cfg["filter"], grads, state["filter"], alpha=cfg["alpha"], lamb=cfg["lamb"])
         grokfast.adamw_step(params, grads, state["adam"], lr=cfg["lr"], b1=cfg["b1"], b2=cfg["b2"],
                             eps=cfg["eps"], wd=cfg["wd"])
+        timing["steps"] += 1
+        timing["steps_s"] += time.perf_counter() - clock
         if update:
             update(epoch + 1, loss, acc)
     if update:
@@ -763,7 +780,11 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
 # it is running or interrupted, and the analysis records of fft_analysis.py. Every file is written
 # to a temporary name and renamed into place, so a kill at any instant leaves the old or the new file.
 RESULT_KEYS = ("task", "p", "d", "heads", "lr", "wd", "dropout", "lamb", "alpha", "filter", "window",
-               "train_frac", "epochs", "seed", "b1", "b2", "eps", "log_every", "gpu")
+               "train_frac", "epochs", "seed", "b1", "b2", "eps", "log_every", "gpu",
+               "alpha_fast", "lamb_schedule")
+# Settings added after the first runs were made: a config.json without them means their default, and
+# at their default they are left out of the hash, so older runs keep their hash and directory name.
+LATER_KEYS = ("alpha_fast", "lamb_schedule")
 CHECKPOINT = "checkpoint.npz"
 
 
@@ -774,7 +795,8 @@ TRAJECTORY_KEYS = tuple(k for k in RESULT_KEYS if k not in ("epochs", "log_every
 
 def config_hash(cfg, keys=RESULT_KEYS):
     """Short hash of every setting that changes the result (the output path is not one of them)."""
-    blob = json.dumps({k: cfg[k] for k in keys}, sort_keys=True)
+    blob = json.dumps({k: cfg[k] for k in keys if not (k in LATER_KEYS and cfg[k] == DEFAULTS[k])},
+                      sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
 
@@ -943,8 +965,9 @@ def run_status(out):
         config = load_json(os.path.join(out, "config.json"))
     except UsageError:
         return "foreign", None
-    if not isinstance(config, dict) or any(k not in config for k in RESULT_KEYS):
+    if not isinstance(config, dict) or any(k not in config for k in RESULT_KEYS if k not in LATER_KEYS):
         return "foreign", None
+    config = {**{k: DEFAULTS[k] for k in LATER_KEYS}, **config}
     has = lambda name: os.path.exists(os.path.join(out, name))  # noqa: E731
     legacy_done = "status" not in config and has("params.npz") and has("metrics.npz") and not has(CHECKPOINT)
     if config.get("status") == "complete" or legacy_done:
@@ -957,8 +980,9 @@ def typed_config(old, path):
 
     JSON is untyped: a config.json edited by hand must still mean a run.
     """
-    if not isinstance(old, dict) or any(k not in old for k in RESULT_KEYS):
+    if not isinstance(old, dict) or any(k not in old for k in RESULT_KEYS if k not in LATER_KEYS):
         raise UsageError(f"{path}: not the config of a miiii run")
+    old = {**{k: DEFAULTS[k] for k in LATER_KEYS}, **old}
     cfg = {}
     for k in RESULT_KEYS:
         want, v = type(DEFAULTS[k]), old[k]
@@ -1091,6 +1115,10 @@ def build_parser(suppress=False):
     ap.add_argument("--alpha", type=float, default=D["alpha"], help="GrokFast-EMA alpha (default: 0.98)")
     ap.add_argument("--filter", default=D["filter"], help="gradient filter: ema, ma or none (default: ema)")
     ap.add_argument("--window", type=int, default=D["window"], help="GrokFast-MA window (default: 100)")
+    ap.add_argument("--alpha-fast", type=float, default=D["alpha_fast"], help="the faster EMA's alpha of "
+                    "the band-pass filter (default: 0.9)")
+    ap.add_argument("--lamb-schedule", default=D["lamb_schedule"], help="constant, or gap: lambda scaled by "
+                    "the validation-training loss gap at the last logged epoch (default: constant)")
     ap.add_argument("--train-frac", type=float, default=D["train_frac"], help="share of the p^2 pairs "
                     "trained on (default: 0.5)")
     ap.add_argument("--epochs", type=int, default=D["epochs"], help="full-batch steps (default: 65536)")
@@ -1129,6 +1157,9 @@ def validate(cfg):
         (0.0 <= cfg["alpha"] < 1.0, f"--alpha must be in [0, 1), got {cfg['alpha']}"),
         (cfg["filter"] in ("ema", "ma", "none"), f"--filter must be ema, ma or none, got {cfg['filter']!r}"),
         (cfg["window"] >= 1, f"--window must be >= 1, got {cfg['window']}"),
+        (0.0 <= cfg["alpha_fast"] < 1.0, f"--alpha-fast must be in [0, 1), got {cfg['alpha_fast']}"),
+        (cfg["lamb_schedule"] in ("constant", "gap"),
+         f"--lamb-schedule must be constant or gap, got {cfg['lamb_schedule']!r}"),
         (cfg["epochs"] >= 0, f"--epochs must be >= 0, got {cfg['epochs']}"),
         (cfg["seed"] >= 0, f"--seed must be >= 0, got {cfg['seed']}"),
         (0.0 <= cfg["b1"] < 1.0 and 0.0 <= cfg["b2"] < 1.0, "--b1 and --b2 must be in [0, 1)"),
@@ -1288,11 +1319,12 @@ def main(argv=None):
     nl = "\n" if not args.quiet and sys.stderr.isatty() else ""  # end a progress line rewritten in place
     restore_handlers = install_signal_handlers(flag)  # kept until the results are on disk
     try:
+        timing = {}
         with limit_threads:
             params, metrics = train(cfg, progress=not args.quiet, hooks=hooks, state=state,
                                     checkpoint=lambda s: save_checkpoint(ckpt_path, s, cfg),
                                     checkpoint_every=args.checkpoint_every or 0,
-                                    stop=lambda: flag["signal"] is not None)
+                                    stop=lambda: flag["signal"] is not None, timing=timing)
         # The final state stays as the checkpoint (a finished run can be extended); config.json,
         # written last by write_run, marks the run complete only once every result is on disk.
         save_checkpoint(ckpt_path, state, cfg)
@@ -1314,6 +1346,11 @@ def main(argv=None):
     finally:
         restore_handlers()
     va = metrics["valid_acc"][-1]
+    if not args.quiet:
+        t = timing
+        print(f"time: {t['steps']} steps {t['steps_s']:.1f} s ({t['steps_s'] / max(t['steps'], 1):.3f} s each), "
+              f"{t['evaluations']} evaluations {t['evaluation_s']:.1f} s, analysis {t['analysis_s']:.1f} s",
+              file=sys.stderr)
     print(f"done: valid acc min {va.min():.3f} mean {va.mean():.3f}; wrote {out}", file=sys.stderr)
     return 0
 
