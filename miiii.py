@@ -644,7 +644,7 @@ def init_state(cfg):
     return {
         "epoch": 0, "n_logged": 0, "params": params,
         "adam": grokfast.adamw_init(params),
-        "filter": grokfast.init_filter(cfg["filter"], params, cfg["window"]),
+        "filter": grokfast.init_filter(cfg["filter"], params, cfg["window"], alpha_fast=cfg["alpha_fast"]),
         "metrics": metrics, "step_loss": np.zeros(int(cfg["epochs"])), "records": {},
     }
 
@@ -687,6 +687,16 @@ def check_finite(epoch, loss, grads):
     bad = [name for name, v in norms.items() if not math.isfinite(v)]
     where = f"gradient of {bad[0]}" if bad else "loss"
     raise NonFinite(f"non-finite {where} at epoch {epoch} (loss {loss})")
+
+
+def loss_signals(metrics, state, mask):
+    """The loss-weighted mean training and validation loss at the last logged epoch (host floats), or
+    None before the first: what a lambda schedule may react to (read from the logged metrics, so a
+    resumed run sees the same values)."""
+    if state["n_logged"] == 0:
+        return None
+    i, m = state["n_logged"] - 1, np.asarray(mask, dtype=np.float64)
+    return {key: float((metrics[key][i] * m).sum() / m.sum()) for key in ("train_loss", "valid_loss")}
 
 
 def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoint_every=0, stop=None,
@@ -763,7 +773,9 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
         state["step_loss"][epoch] = loss
         if logged_now:
             call_hooks(hooks, "grads", epoch, grads)
-        grokfast.apply_filter(cfg["filter"], grads, state["filter"], alpha=cfg["alpha"], lamb=cfg["lamb"])
+        lamb = grokfast.scheduled_lamb(cfg["lamb_schedule"], cfg["lamb"], loss_signals(metrics, state, mask))
+        grokfast.apply_filter(cfg["filter"], grads, state["filter"], alpha=cfg["alpha"], lamb=lamb,
+                              alpha_fast=cfg["alpha_fast"])
         grokfast.adamw_step(params, grads, state["adam"], lr=cfg["lr"], b1=cfg["b1"], b2=cfg["b2"],
                             eps=cfg["eps"], wd=cfg["wd"])
         timing["steps"] += 1
@@ -1072,7 +1084,8 @@ def estimate_bytes(cfg):
     N = p * p
     per_sample = 3 * C * 8 + 2 * C * 4 + 3 * 4 * d * 4 + 12 * d * 4  # float64 loss work, logits, MLP, attention
     n_params = (p + 1) * d + 3 * d + 4 * d * d + 8 * d * d + d * C
-    opt_copies = 4 + (cfg["window"] if cfg["filter"] == "ma" else 1)  # params, grads, m, v, filter
+    filter_copies = {"ma": cfg["window"] + 1, "bandpass": 2, "none": 0}.get(cfg["filter"], 1)
+    opt_copies = 4 + filter_copies  # params, grads, m, v, and the filter's state
     return N * per_sample + n_params * 4 * opt_copies
 
 
@@ -1113,7 +1126,8 @@ def build_parser(suppress=False):
     ap.add_argument("--dropout", type=float, default=D["dropout"], help="dropout rate (default: 0.1)")
     ap.add_argument("--lamb", type=float, default=D["lamb"], help="GrokFast lambda (default: 0.5)")
     ap.add_argument("--alpha", type=float, default=D["alpha"], help="GrokFast-EMA alpha (default: 0.98)")
-    ap.add_argument("--filter", default=D["filter"], help="gradient filter: ema, ma or none (default: ema)")
+    ap.add_argument("--filter", default=D["filter"], help="gradient filter: ema, ma, none, norm (the EMA "
+                    "mixture normalised by 1 + lambda) or bandpass (difference of two EMAs) (default: ema)")
     ap.add_argument("--window", type=int, default=D["window"], help="GrokFast-MA window (default: 100)")
     ap.add_argument("--alpha-fast", type=float, default=D["alpha_fast"], help="the faster EMA's alpha of "
                     "the band-pass filter (default: 0.9)")
@@ -1155,11 +1169,12 @@ def validate(cfg):
         (0.0 <= cfg["dropout"] < 1.0, f"--dropout must be in [0, 1), got {cfg['dropout']}"),
         (cfg["lamb"] >= 0 and math.isfinite(cfg["lamb"]), f"--lamb must be >= 0, got {cfg['lamb']}"),
         (0.0 <= cfg["alpha"] < 1.0, f"--alpha must be in [0, 1), got {cfg['alpha']}"),
-        (cfg["filter"] in ("ema", "ma", "none"), f"--filter must be ema, ma or none, got {cfg['filter']!r}"),
+        (cfg["filter"] in grokfast.FILTERS,
+         f"--filter must be one of {', '.join(grokfast.FILTERS)}, got {cfg['filter']!r}"),
         (cfg["window"] >= 1, f"--window must be >= 1, got {cfg['window']}"),
         (0.0 <= cfg["alpha_fast"] < 1.0, f"--alpha-fast must be in [0, 1), got {cfg['alpha_fast']}"),
-        (cfg["lamb_schedule"] in ("constant", "gap"),
-         f"--lamb-schedule must be constant or gap, got {cfg['lamb_schedule']!r}"),
+        (cfg["lamb_schedule"] in grokfast.SCHEDULES,
+         f"--lamb-schedule must be one of {', '.join(grokfast.SCHEDULES)}, got {cfg['lamb_schedule']!r}"),
         (cfg["epochs"] >= 0, f"--epochs must be >= 0, got {cfg['epochs']}"),
         (cfg["seed"] >= 0, f"--seed must be >= 0, got {cfg['seed']}"),
         (0.0 <= cfg["b1"] < 1.0 and 0.0 <= cfg["b2"] < 1.0, "--b1 and --b2 must be in [0, 1)"),

@@ -235,3 +235,32 @@ def test_threads_are_recorded_and_reused_by_resume(tmp_path, capsys):
     capsys.readouterr()
     assert miiii.main(flags(cfg, "--threads", 0, "--out", tmp_path / "bad")) == 2
     assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+# ============================================================================ filters and schedules
+@pytest.mark.parametrize("extra", [{"filter": "norm"}, {"filter": "bandpass", "alpha_fast": 0.8},
+                                   {"filter": "ma", "window": 7}, {"lamb_schedule": "gap"}])
+def test_every_filter_and_schedule_resumes_bit_identically(extra, tmp_path):
+    """A run interrupted at epoch 23 and resumed from its checkpoint ends with the weights of the
+    uninterrupted run, for each filter and for the loss-gap lambda schedule."""
+    cfg = {**TINY, "task": "miiii", "p": 13, "epochs": 40, **extra}
+    straight = miiii.train(cfg, progress=False)[0]
+    path = str(tmp_path / miiii.CHECKPOINT)
+    state = miiii.init_state(cfg)
+    with pytest.raises(miiii.Interrupted):
+        miiii.train(cfg, progress=False, state=state, checkpoint=lambda s: miiii.save_checkpoint(path, s, cfg),
+                    stop=lambda: state["epoch"] == 23)
+    resumed = miiii.train(cfg, progress=False, state=miiii.load_checkpoint(path, cfg))[0]
+    assert all(np.array_equal(straight[k], resumed[k]) for k in straight)
+    baseline = miiii.train({**TINY, "task": "miiii", "p": 13, "epochs": 40}, progress=False)[0]
+    assert not all(np.array_equal(straight[k], baseline[k]) for k in straight)  # the option did something
+
+
+def test_new_settings_keep_older_hashes():
+    """alpha_fast and lamb_schedule came later: at their defaults they leave the hash as it was."""
+    cfg = dict(miiii.DEFAULTS)
+    old_keys = [k for k in miiii.RESULT_KEYS if k not in miiii.LATER_KEYS]
+    import hashlib
+    blob = json.dumps({k: cfg[k] for k in old_keys}, sort_keys=True)
+    assert miiii.config_hash(cfg) == hashlib.sha1(blob.encode()).hexdigest()[:8] == "591a5c35"
+    assert miiii.config_hash({**cfg, "lamb_schedule": "gap"}) != miiii.config_hash(cfg)
