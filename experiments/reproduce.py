@@ -13,6 +13,7 @@ run directory alone), an interrupted one continues from its checkpoint. The smal
 them) are committed; checkpoints and the rest are ignored by git (see .gitignore).
 """
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -32,7 +33,7 @@ def sweep_runs():
     runs = {
         # p, train fraction: more pairs per class for the large primes
         "sweep-p61-f0.7": SWEEP_BASE + ["--p", "61", "--train-frac", "0.7", "--epochs", "6000"],
-        "sweep-p47-f0.7": SWEEP_BASE + ["--p", "47", "--train-frac", "0.7", "--epochs", "6000"],
+        "sweep-p47-f0.7": SWEEP_BASE + ["--p", "47", "--train-frac", "0.7", "--epochs", "10000"],
         "sweep-p37-f0.8": SWEEP_BASE + ["--p", "37", "--train-frac", "0.8", "--epochs", "6000"],
         "sweep-p61-f0.6": SWEEP_BASE + ["--p", "61", "--train-frac", "0.6", "--epochs", "8000"],
         "sweep-p79-f0.5": SWEEP_BASE + ["--p", "79", "--train-frac", "0.5", "--epochs", "8000"],
@@ -84,31 +85,61 @@ def all_runs():
 
 
 # ---------------------------------------------------------------------------- running
-def command(name, flags, threads=1):
-    return [sys.executable, "miiii.py", *flags, "--out", os.path.join(RUNS, name), "--threads", str(threads),
-            "--quiet"]
+def wanted_epochs(flags):
+    return int(flags[flags.index("--epochs") + 1])
 
 
-def is_complete(name):
-    """A run directory whose config.json says complete (miiii.py writes that last)."""
-    path = os.path.join(ROOT, RUNS, name, "config.json")
+def run_config(name):
+    """The run's config.json, or None."""
     try:
-        import json
-        with open(path) as f:
-            return json.load(f).get("status") == "complete"
+        with open(os.path.join(ROOT, RUNS, name, "config.json")) as f:
+            return json.load(f)
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def command(name, flags, threads=1):
+    """The run's command; a finished shorter run of it is extended (--resume --epochs) instead."""
+    out = os.path.join(RUNS, name)
+    config = run_config(name)
+    if config and config.get("status") == "complete" and config.get("epochs", 0) < wanted_epochs(flags):
+        keep = ["--no-analysis"] if "--no-analysis" in flags else []
+        return [sys.executable, "miiii.py", "--resume", out, "--epochs", str(wanted_epochs(flags)), *keep,
+                "--threads", str(threads), "--quiet"]
+    return [sys.executable, "miiii.py", *flags, "--out", out, "--threads", str(threads), "--quiet"]
+
+
+def is_complete(name, flags):
+    """A run directory whose config.json says complete (miiii.py writes that last) at the wanted length."""
+    config = run_config(name)
+    return bool(config) and config.get("status") == "complete" and config.get("epochs") == wanted_epochs(flags)
+
+
+def record_wall_time(name, seconds, threads, jobs):
+    """Append this invocation's wall time to the run's wall.json (an extension adds a second entry)."""
+    path = os.path.join(ROOT, RUNS, name, "wall.json")
+    try:
+        with open(path) as f:
+            entries = json.load(f)
+    except (OSError, ValueError):
+        entries = []
+    config = run_config(name) or {}
+    entries.append({"seconds": round(seconds, 1), "epochs": config.get("epochs"), "threads": threads,
+                    "runs_side_by_side": jobs, "machine": f"{os.cpu_count()} cores",
+                    "date": time.strftime("%Y-%m-%d")})
+    with open(path, "w") as f:
+        json.dump(entries, f, indent=1)
 
 
 def run_all(runs, jobs, threads):
     """Run the missing runs, `jobs` at a time; returns {name: (exit code, seconds)}."""
-    pending = [(name, flags) for name, (_, flags) in runs.items() if not is_complete(name)]
+    pending = [(name, flags) for name, (_, flags) in runs.items() if not is_complete(name, flags)]
     running, done = {}, {}
     os.makedirs(os.path.join(ROOT, "results", "logs"), exist_ok=True)
     while pending or running:
         while pending and len(running) < jobs:
             name, flags = pending.pop(0)
-            log = open(os.path.join(ROOT, "results", "logs", f"{name}.log"), "w")
+            log = open(os.path.join(ROOT, "results", "logs", f"{name}.log"), "a")
             proc = subprocess.Popen(command(name, flags, threads), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             running[name] = (proc, time.time(), log)
             print(f"started {name}", flush=True)
@@ -117,6 +148,7 @@ def run_all(runs, jobs, threads):
             if proc.poll() is not None:
                 log.close()
                 done[name] = (proc.returncode, time.time() - start)
+                record_wall_time(name, time.time() - start, threads, jobs)
                 print(f"finished {name}: exit {proc.returncode}, {(time.time() - start) / 60:.1f} min", flush=True)
                 del running[name]
     return done
@@ -133,7 +165,7 @@ def main(argv=None):
     runs = {k: v for k, v in all_runs().items() if args.only is None or v[0] == args.only}
     if args.commands:
         for name, (_, flags) in runs.items():
-            if not is_complete(name):
+            if not is_complete(name, flags):
                 print(shlex.join(["python", *command(name, flags, args.threads)[1:]]))
         return 0
     if not args.report:
