@@ -3,9 +3,11 @@
     python fft_analysis.py RUN_DIR [RUN_DIR ...]    # a report per run; writes RUN_DIR/analysis.json
 
 The functions are used in three places: by this command line on finished runs, by figures.py, and
-during training through `training_hooks` (snapshots of the neurons' frequencies, gradient norms and
-parameters, stored in the run directory). Definitions follow SPEC.md §5; every choice the spec
-leaves open is named below, once, and tested in tests/test_fft_analysis.py.
+during training through `training_hooks` (snapshots of the neurons' frequencies, neuron 0's spectrum
+for the talk's rule, gradient norms and parameters, stored in the run directory). Definitions follow
+SPEC.md §5: our rules first, and beside each quantity the talk reports, the authors' own rule
+(marked "authors'"). Every choice the spec leaves open is named below, once, and tested in
+tests/test_fft_analysis.py and tests/test_talk_rules.py.
 
 Quantities
 ----------
@@ -20,19 +22,26 @@ Frequency energy share (p//2,). The squared coefficients of the non-constant row
 other axis, with cos k and sin k added (a wave's phase is not its frequency), divided by their total.
 A matrix with no non-constant energy gets all zeros, not 0/0.
 
-Key frequencies. The k whose share exceeds mean + 2 std of the p//2 shares (population std, ddof 0).
-This rule finds at most ~p/10 frequencies when the energy is spread evenly over them
+Key frequencies, ours. The k whose share exceeds mean + 2 std of the p//2 shares (population std,
+ddof 0). This rule finds at most ~p/10 frequencies when the energy is spread evenly over them
 (k + 2 sqrt(k (n - k)) < n with n = p//2); Nanda's T_nanda model has about 5.
+Key frequencies, authors'. Per k = 0 .. p//2 (the constant included), the L2 norm over the
+embedding dimensions of |rfft over the p number tokens of tok_emb[:p]|; k is significant when its
+norm exceeds mean + 1 std of those p//2 + 1 norms (their counts: T_nanda 5, T_miiii 11, T_basis 0).
 
 Embeddings. `tok_emb[:p]` only: row p is the '=' token, which is not a number and has no place on
 the circle. The SVD is of the uncentred (p, d) matrix; its energy is the sum of squared singular
 values, and n50 / n90 are the fewest leading components whose cumulative energy reaches 50 % / 90 %
 (compared with a relative tolerance of 1e-9, so exactly-equal singular values split evenly).
-The positional correlation is Pearson's r of pos_emb[0] and pos_emb[1] (NaN, reported as null, if
-either row is constant).
+Positional similarity, ours: Pearson's r of pos_emb[0] and pos_emb[1] over all d dimensions (NaN,
+reported as null, if either row is constant). Authors': the cosine similarity of pos_emb[0, :37] and
+pos_emb[1, :37], the first 37 dimensions only; with d < 37 all d are used (and the report says so).
+Their values: T_nanda 0.95, T_miiii -0.64 (the talk's "0.64" drops the sign).
 
 Neurons. `hid` at the last position ('=') with dropout off, for all p*p inputs, reshaped per
-neuron to a grid indexed [x0, x1] (SPEC §1: grid = values.reshape(p, p).T).
+neuron to a grid indexed [x0, x1] (SPEC §1: grid = values.reshape(p, p).T). `hidden_forward` is
+the first half of miiii.forward (the same layer functions, the same numbers as its cache["hid"]):
+the MLP output and the (N, C) logits are never computed, as the analysis never reads them.
 
 Neuron power (4d, p, p//2+1). |rfft2(grid - mean)|^2: entry [k0, k1] is frequency k0 along x0
 and k1 along x1. The zero frequency is set to 0. A constant grid (a dead ReLU neuron is exactly 0
@@ -51,32 +60,63 @@ dropped), so entries compare fairly; only for even p do the <= 3 self-mirrored e
 
 Active frequencies of a neuron (4d, F). w is active when its power exceeds mean + 2 std of that
 neuron's F folded entries (the talk's w > mu + 2 sigma; population std). A dead neuron (all-zero
-spectrum) is not live and has none. For white noise about e^-3 ~ 5 % of entries pass by chance.
+spectrum) is not live and has none; nor has a flat spectrum (std <= 1e-3 x mean, e.g. a neuron
+non-zero at a single input, whose |FFT|^2 is the same everywhere): in exact arithmetic nothing
+exceeds mean + 2 x 0, and without this guard rounding noise picks a few % of its entries (it did
+in the float32 matmul DFT of omega_snapshot, for neurons of a freshly initialised model).
+For white noise about e^-3 ~ 5 % of entries pass by chance.
 
 Active frequencies of the model (F,). C(w) = number of neurons with w active. With n = live neurons
 and r = the share of active (neuron, w) pairs among live neurons, w is active in the model when
 C(w) > n r + 4 sqrt(n r (1 - r)): four binomial standard deviations above what neurons picking
-frequencies at random would give (SPEC §5). Their number through training is the Omega-spike series.
+frequencies at random would give (SPEC §5).
 
-Mixing frequencies (our addition). The w with k0 != 0 and k1 != 0 (`interaction_mask`): waves that
-depend on x0 and x1 together. What to expect: a freshly initialised one-block model computes, per
-neuron, roughly relu(f(x0) + g(x1) + c), whose power sits on the axes (k0 = 0 or k1 = 0), so under
-the rule above all p - 1 axis frequencies are active in the model at epoch 0 (112 at p = 113,
-d = 256), where the talk's Table 1 has 0 at epochs 256 and 1024. The mixing count starts at 0 and rises as the model
-generalises; in a T_nanda run at p = 59 (d = 64, 2000 epochs, grokked at epoch 300) the model went
-from 58 axis + 0 mixing to 10 axis + 8 mixing frequencies, the mixing ones at (k, k) and (p - k, k)
-for its key frequencies k. The report and analysis.json give both counts.
+Omega count, ours = the MIXING frequencies active in the model: k0 != 0 and k1 != 0
+(`interaction_mask`), waves of x0 and x1 together. Why not all of them: at initialisation a ReLU
+neuron is ~ relu(f(x0) + g(x1) + c), whose power sits on the axes, so all p - 1 axis frequencies
+(k, 0), (0, k) are active in the model from epoch 0 in every run, T_basis included (measured: p - 1
+of p - 1 at p = 37 and 113, d = 128 and 256). The mixing count starts near 0 and rises as the model
+combines the two digits. analysis.json's `active_freqs` is this count; `active_freqs_all` (every w)
+and `active_freqs_axis` (k0 = 0 or k1 = 0) stand beside it.
+
+Omega count, the talk's rule (the authors' pipeline, SPEC §5; `talk_spectrum`, `talk_omega`):
+  1. neuron 0's activations at '=' over the (p-1) x (p-1) inputs with both digits non-zero,
+     |rfft2| (amplitude, no centring) with the rfft axis along x0, mean over the x1 frequencies
+     (zero included): (p-1)//2 + 1 bins, recorded during training at `talk_epochs`;
+  2. the 168 columns are the epochs round(geomspace(1, E, 168)) (np.round, half to even; E the
+     run's last epoch), repeats kept, so column i (0-based) is epoch ~E^(i/167): columns 81, 101,
+     121, 141, 161 of a 65,536-epoch run are epochs 217, 818, 3089, 11658, 43998, the talk's
+     ~215, 817, 3.1k, 11.7k, 44k (1-based numbering would give 203, 771, ...: 0-based it is);
+  3. each bin's series is smoothed by a 3-step moving average over the epochs e-1, e, e+1 (those of
+     them in 0 .. E: at the last epoch, e-1 and e), sampled at the 168 columns, each bin's row
+     divided by its sum over the 168 columns (an all-zero row stays 0), and an entry counts when it
+     exceeds mean + 1 std (population) of the whole (bins x 168) matrix;
+  4. the talk prints floor(count ** 0.75). Because each row is normalised over time, early columns
+     (small amplitudes) can never pass, whatever the spectrum.
+  A run extended after it finished (config "extended_from") has its early columns laid out for the
+  old length: a column whose epoch (or a neighbour) was not recorded uses the recorded epoch nearest
+  to it (ties: the earlier) and its recorded neighbours; the report counts these columns.
 
 Attention (h, 3, p, p). Per head, the softmax weights from the '=' query to the keys at x0, x1 and
 '=' (the only query that reaches the logits in a one-block model), as grids [x0, x1].
+
+Grokking epoch of a task: the first logged epoch FROM WHICH its validation accuracy stays >= 0.99
+to the end of the run (and the same for >= 0.95, the level the authors read by eye); None if the
+last logged accuracy is below the level.
 
 During training (`training_hooks`)
 ----------------------------------
 * Snapshots of C(w), live neurons, r, the model-level active set and its size at `snapshot_epochs`:
   0, the last epoch, the Table-1 epochs 256 .. 65536 that are reached, and round(2^(i/8)) for all i
   (8 per octave, `per_octave` to change; rounding merges the first few) -- 112 snapshots in a
-  65,536-epoch run, 50 in 300.
-  Only C(w) and these counts are stored, never raw activations.
+  65,536-epoch run, 50 in 300. Only C(w) and these counts are stored, never raw activations.
+  One snapshot (`omega_snapshot`): the hidden-only forward, then the 2D DFT of every neuron as two
+  float32 matmuls against cos/sin tables (p = 113 is prime, where an FFT is slow), straight on the
+  (N, 4d) activations (no per-neuron grids; one transposed copy between the two matmuls), dead
+  neurons masked. At p = 113, d = 256 on a 2-core CPU: 0.31 s with the machine near idle, 0.35-0.6 s
+  with other jobs on it (the full forward with per-neuron FFTs it replaces: 0.58 s idle, 0.8-1.6 s).
+* Neuron 0's talk spectrum at `talk_epochs(E)`: the 168 columns' epochs and their neighbours
+  (375 epochs in a 65,536-epoch run), through the hidden layer's column 0 only.
 * The L2 norm of each parameter's raw (unfiltered) gradient at every logged epoch < the last
   (no gradient is computed after the last step); the gradient at epoch e is the one of step e -> e+1.
 * A copy of the parameters at each Table-1 epoch reached.
@@ -86,13 +126,12 @@ run nothing at other epochs, so training gives bit-identical weights with and wi
 Files written into the run directory (plain numpy arrays, atomic writes)
   omega.npz       epochs (S,) int64, freqs (F, 2) int64, counts (S, F) int64, live (S,) int64,
                   share (S,) float64, active (S, F) bool, n_active (S,) int64
+  omega_talk.npz  epochs (R,) int64, spectra (R, (p-1)//2 + 1) float64: neuron 0, the talk's rule
   grad_norms.npz  epochs (L,) int64 and one (L,) float64 array per parameter name
   params_<E>.npz  the parameters at epoch E, under the SPEC names
   analysis.json   written by the command line: see `analyse_run`
-
-Grokking epoch of a task: the first logged epoch at which its validation accuracy is >= 0.99.
+Run directories made before a record existed are still analysed; the report names what is missing.
 """
-import json
 import math
 import os
 import re
@@ -106,8 +145,18 @@ import miiii
 TABLE1_EPOCHS = (256, 1024, 4096, 16384, 65536)  # the talk's Table 1
 SNAPSHOTS_PER_OCTAVE = 8  # log-spaced snapshot density
 GROK_ACC = 0.99  # validation accuracy that counts as "solved" for the grokking order
+GROK_ACC_LOW = 0.95  # the level the authors read by eye (GrokFast and others use it too)
 SIGMAS_NEURON = 2.0  # per-neuron rule: power > mean + 2 std
 SIGMAS_MODEL = 4.0  # model rule: C(w) > n r + 4 binomial std
+FLAT_SPECTRUM = 1e-3  # std / mean below this: a flat spectrum (rounding noise only), nothing active
+# the talk's rules (SPEC §5, "authors'")
+TALK_COLUMNS = 168  # log-spaced time columns of the talk's Omega matrix
+TALK_NEURON = 0  # the one neuron the talk's Omega rule reads
+TALK_SIGMAS = 1.0  # talk's Omega rule and the authors' key frequencies: > mean + 1 std
+TALK_PRINT_POWER = 0.75  # the talk prints floor(count ** 0.75)
+TALK_COLUMNS_SHOWN = (81, 101, 121, 141, 161)  # the talk's Table-1 columns, 0-based (module doc)
+TALK_TABLE1 = {256: 0, 1024: 0, 4096: 10, 16384: 18, 65536: 10}  # the talk's Table 1 as printed (p = 113)
+POS_COS_DIMS = 37  # authors' positional similarity: cosine over the first 37 dimensions
 
 
 class RunError(Exception):
@@ -187,6 +236,27 @@ def embedding_svd(tok_emb):
             "n90": int(min(n90, len(s))), "U": U, "Vt": Vt}
 
 
+def key_frequencies_authors(tok_emb):
+    """Authors' rule: the k = 0 .. p//2 whose norm over dims of |rfft_x tok_emb[:p]| > mean + 1 std.
+
+    Returns (keys, norms): keys a list of k (0 = the constant), norms (p//2 + 1,).
+    """
+    E = np.asarray(tok_emb, dtype=np.float64)[:-1]  # (p + 1, d) -> (p, d): the '=' row is no number
+    norms = np.linalg.norm(np.abs(np.fft.rfft(E, axis=0)), axis=1)  # (p, d) -> (p//2+1, d) -> (p//2+1,)
+    keys = np.flatnonzero(norms > norms.mean() + TALK_SIGMAS * norms.std())
+    return [int(k) for k in keys], norms
+
+
+def positional_cosine(pos_emb, dims=POS_COS_DIMS):
+    """Authors' rule: cosine similarity of pos_emb[0, :dims] and pos_emb[1, :dims] -> (cos, dims used).
+
+    With d < dims all d dimensions are used; NaN if either part is all zero.
+    """
+    a, b = np.asarray(pos_emb, dtype=np.float64)[:2, :dims]  # (2, min(d, dims))
+    denom = math.sqrt((a * a).sum() * (b * b).sum())
+    return (float((a * b).sum() / denom) if denom > 0 else float("nan")), int(a.shape[0])
+
+
 def positional_correlation(pos_emb):
     """Pearson correlation of the embeddings of positions 0 and 1 (x0 and x1)."""
     a, b = np.asarray(pos_emb, dtype=np.float64)[:2]
@@ -207,15 +277,28 @@ def device_params(params):
     return {name: miiii.to_device(params[name]) for name in miiii.PARAM_NAMES}
 
 
+def hidden_forward(params, x):
+    """The neurons at '=' for inputs x (N, 3), dropout off: (N, 4d) on the backend.
+
+    miiii.forward up to its cache["hid"] (the same layer functions, the same numbers), without the
+    MLP output and the (N, C) logits, which the analysis never reads. params: on the backend.
+    """
+    z, _ = miiii.embedding_forward(params["tok_emb"], params["pos_emb"])  # (2, V, d), (d,)
+    attn, _ = miiii.attention_forward(z, x, params["W_Q"], params["W_K"], params["W_V"], params["W_O"])  # (N, d)
+    hid = (z[1] + attn) @ params["W_in"]  # z1 (N, d) -> (N, 4d); dropout off: z1 = z_eq + attention
+    miiii.xp.maximum(hid, 0, out=hid)  # relu in place, as miiii.mlp_forward
+    return hid
+
+
 def neuron_grids(params, p, batch=16384, host=True):
     """MLP activations at '=' over all inputs, dropout off: (4d, p, p) float32, grid[j, x0, x1].
 
-    Runs miiii.forward on the current backend, `batch` inputs at a time; only the result moves to
-    the host (host=False keeps it on the backend, for the training snapshots).
+    Runs hidden_forward on the current backend, `batch` inputs at a time; only the result moves to
+    the host (host=False keeps it on the backend).
     """
     params = device_params(params)
     x = miiii.to_device(all_inputs(p))  # (N, 3)
-    hid = miiii.xp.concatenate([miiii.forward(params, x[i:i + batch])[1]["hid"]  # (N, 4d)
+    hid = miiii.xp.concatenate([hidden_forward(params, x[i:i + batch])  # (N, 4d)
                                 for i in range(0, p * p, batch)], axis=0)
     grids = hid.reshape(p, p, -1).transpose(2, 1, 0)  # (N, 4d) -> (x1, x0, 4d) -> (4d, x0, x1)
     grids = miiii.xp.ascontiguousarray(grids, dtype=np.float32)  # each neuron's grid contiguous, for the FFT
@@ -248,6 +331,13 @@ def interaction_mask(p):
     return (frequency_index(p) != 0).all(axis=1)  # (F, 2) -> (F,)
 
 
+def omega_split(active_model, p):
+    """Model-level active frequencies (F,) bool -> {"mixing": k0, k1 != 0 (ours), "axis", "all"} counts."""
+    mixing = int((np.asarray(active_model) & interaction_mask(p)).sum())
+    total = int(np.asarray(active_model).sum())
+    return {"mixing": mixing, "axis": total - mixing, "all": total}
+
+
 def fold(power):
     """(..., p, p//2+1) -> (..., F): the power at each frequency w of frequency_index(p)."""
     xp = array_module(power)
@@ -261,10 +351,15 @@ def live_neurons(power):
 
 
 def neuron_active(power):
-    """(n, F) bool: frequency w is active in neuron j when its power > mean + 2 std of j's spectrum."""
+    """(n, F) bool: frequency w is active in neuron j when its power > mean + 2 std of j's spectrum.
+
+    A flat spectrum (std <= FLAT_SPECTRUM x mean, e.g. a neuron non-zero at one input) has nothing
+    active, as in exact arithmetic; otherwise rounding noise could decide.
+    """
     folded = fold(power)  # (n, p, p//2+1) -> (n, F)
-    threshold = folded.mean(axis=1, keepdims=True) + SIGMAS_NEURON * folded.std(axis=1, keepdims=True)  # (n, 1)
-    return (folded > threshold) & live_neurons(power)[:, None]  # dead neurons: nothing active
+    mean, std = folded.mean(axis=1, keepdims=True), folded.std(axis=1, keepdims=True)  # (n, 1) each
+    keep = live_neurons(power)[:, None] & (std > FLAT_SPECTRUM * mean)  # dead neurons: nothing active
+    return (folded > mean + SIGMAS_NEURON * std) & keep
 
 
 def model_active(counts, live, share):
@@ -273,20 +368,73 @@ def model_active(counts, live, share):
     return np.asarray(counts) > n * r + SIGMAS_MODEL * math.sqrt(n * r * (1.0 - r))
 
 
-def omega_from_active(active, live):
-    """The Omega-spike numbers from per-neuron active sets (n, F) and the live count."""
-    counts = np.asarray(miiii.to_host(active.sum(axis=0)), dtype=np.int64)  # (n, F) -> (F,): C(w)
+def omega_from_counts(counts, live):
+    """The Omega-spike numbers from C(w) (F,) (host ints) and the number of live neurons."""
+    counts = np.asarray(counts, dtype=np.int64)
     share = float(counts.sum()) / (live * counts.size) if live else 0.0  # dead neurons have no pairs
     active_model = model_active(counts, live, share)  # (F,)
     return {"counts": counts, "live": int(live), "share": share,
             "active": active_model, "n_active": int(active_model.sum())}
 
 
+def omega_from_active(active, live):
+    """The Omega-spike numbers from per-neuron active sets (n, F) and the live count."""
+    return omega_from_counts(miiii.to_host(active.sum(axis=0)), live)  # (n, F) -> (F,): C(w)
+
+
+def dft_tables(p):
+    """float32 host tables for a 2D DFT by matmuls (module doc), signs as numpy's FFT (e^-i...).
+
+    rfft (2K, p): rows cos(2 pi k1 x / p) then -sin(...) for k1 = 0 .. p//2 (K = p//2 + 1);
+    full (2p, p): rows cos(2 pi k0 x / p) then sin(...) for k0 = 0 .. p-1.
+    """
+    x = np.arange(p)
+    a1 = 2 * np.pi * np.outer(np.arange(p // 2 + 1), x) / p  # (K, p)
+    a2 = 2 * np.pi * np.outer(x, x) / p  # (p, p)
+    rfft = np.concatenate([np.cos(a1), -np.sin(a1)]).astype(np.float32)  # (2K, p)
+    full = np.concatenate([np.cos(a2), np.sin(a2)]).astype(np.float32)  # (2p, p)
+    return rfft, full
+
+
 def omega_snapshot(params, p):
-    """C(w), live neurons, r and the model-level active frequencies, computed on the backend."""
-    power = neuron_power(neuron_grids(params, p, host=False))  # (4d, p, p//2+1)
-    live = int(live_neurons(power).sum())
-    return omega_from_active(neuron_active(power), live)
+    """C(w), live neurons, r and the model-level active frequencies, computed on the backend.
+
+    Means the same as neuron_power -> neuron_active -> omega_from_active on neuron_grids, but ~3x
+    cheaper: no logits, float32 throughout, the 2D DFT of all neurons as two large matmuls (p = 113
+    is a prime length, slow for an FFT), dead neurons masked rather than gathered out (a column
+    gather of (N, 4d) costs more than the few dead columns save). Agrees with the float64
+    computation up to float32 rounding (tests/test_talk_rules.py).
+    """
+    params = device_params(params)
+    return omega_from_hidden(hidden_forward(params, miiii.to_device(all_inputs(p))), p)
+
+
+def omega_from_hidden(H, p):
+    """omega_snapshot's work after the forward pass: H (N, n) neuron values in sample order, on the
+    backend (overwritten: centred in place). Grid [x0, x1] of neuron j = H[:, j].reshape(p, p).T."""
+    xp = miiii.xp
+    n, K = H.shape[1], p // 2 + 1  # H[x1 p + x0, j]
+    live = H.max(axis=0) > H.min(axis=0)  # (n,): dead neurons are constant (0 for a dead ReLU)
+    H -= H.mean(axis=0, keepdims=True)  # the mean only moves the (0, 0) entry, set aside; less rounding
+    rfft, full = (miiii.to_device(t) for t in dft_tables(p))
+    A = (rfft @ H.reshape(p, p * n)).reshape(2 * K, p, n)  # along x1: (2K, p) @ (p, p n) -> [re/im k1, x0, j]
+    A = xp.ascontiguousarray(A.transpose(1, 0, 2)).reshape(p, 2 * K * n)  # x0 first, for one matmul
+    B = (full @ A).reshape(2 * p, 2 * K, n)  # along x0: (2p, p) @ (p, 2K n) -> [cos/sin k0, re/im k1, j]
+    # (C - iS)(Ar + i Ai) = (C Ar + S Ai) + i (C Ai - S Ar)
+    power = B[:p, :K] + B[p:, K:]  # real part (p, K, n) [k0, k1, j]
+    power *= power
+    im = B[:p, K:] - B[p:, :K]
+    im *= im
+    power += im  # |.|^2, row-major over (k0, k1) as frequency_index
+    freqs = frequency_index(p)
+    folded = power.reshape(p * K, n)[miiii.to_device(freqs[:, 0] * K + freqs[:, 1])]  # (F, n): a row gather
+    ones = xp.ones((1, folded.shape[0]), dtype=folded.dtype)  # sums over F as a matmul: blocked, accurate
+    mean = (ones @ folded)[0] / folded.shape[0]  # (n,)
+    folded -= mean  # deviations, in place
+    std = xp.sqrt((ones @ (folded * folded))[0] / folded.shape[0])  # (n,) population std
+    keep = live & (std > FLAT_SPECTRUM * mean)  # (n,): dead and flat spectra have nothing active
+    active = (folded > SIGMAS_NEURON * std) & keep  # (F, n): power - mean > 2 std
+    return omega_from_counts(miiii.to_host(active.sum(axis=1)), int(live.sum()))
 
 
 # ============================================================================ attention
@@ -295,6 +443,99 @@ def attention_patterns(params, p):
     _, cache = miiii.forward(device_params(params), miiii.to_device(all_inputs(p)))
     att = cache["att"]  # (N, 3, h): the softmax over the three key positions
     return miiii.to_host(att.reshape(p, p, 3, -1).transpose(3, 2, 1, 0))  # (x1, x0, 3, h) -> (h, 3, x0, x1)
+
+
+# ============================================================================ the talk's Omega rule
+def talk_inputs(p):
+    """(p-1)^2 inputs with both digits non-zero, x0 fastest: row (x1 - 1)(p - 1) + (x0 - 1)."""
+    x = all_inputs(p)  # (N, 3), row x0 + x1 p
+    return x[(x[:, 0] > 0) & (x[:, 1] > 0)]  # (p-1)^2 rows, order kept: x1-major, x0 fastest
+
+
+def talk_spectrum(params, p, x=None, neuron=TALK_NEURON):
+    """The talk's neuron spectrum: ((p-1)//2 + 1,) float64 (module doc, Omega count, the talk's rule).
+
+    Neuron `neuron`'s activations at '=' on the (p-1) x (p-1) grid of non-zero digits (only the
+    hidden layer's column `neuron` is computed), |rfft2| with the rfft along x0, mean over the x1
+    frequencies (zero included). x: talk_inputs(p) on the backend, if already there.
+    """
+    params = device_params(params)
+    x = miiii.to_device(talk_inputs(p)) if x is None else x
+    z, _ = miiii.embedding_forward(params["tok_emb"], params["pos_emb"])
+    attn, _ = miiii.attention_forward(z, x, params["W_Q"], params["W_K"], params["W_V"], params["W_O"])
+    h = (z[1] + attn) @ params["W_in"][:, neuron]  # (M, d) @ (d,) -> (M,), M = (p-1)^2
+    h = miiii.to_host(miiii.xp.maximum(h, 0)).astype(np.float64)  # post-ReLU, on the host (small)
+    grid = h.reshape(p - 1, p - 1)  # [x1 - 1, x0 - 1]
+    return np.abs(np.fft.rfft2(grid)).mean(axis=0)  # rfft along x0 (last axis), fft along x1 -> (K,)
+
+
+def talk_columns(last_epoch, columns=TALK_COLUMNS):
+    """(168,) int64: the epochs of the talk's time columns, round(geomspace(1, E, 168)), repeats kept."""
+    if last_epoch < 1:
+        return np.zeros(0, dtype=np.int64)
+    return np.round(np.geomspace(1, int(last_epoch), columns)).astype(np.int64)
+
+
+def talk_epochs(last_epoch, columns=TALK_COLUMNS):
+    """Sorted int64 epochs to record for the talk's rule: every column's epoch and its two neighbours."""
+    c = np.unique(talk_columns(last_epoch, columns))
+    marks = np.concatenate([c - 1, c, c + 1])
+    return np.unique(marks[(marks >= 0) & (marks <= last_epoch)])
+
+
+def talk_omega(epochs, spectra, last_epoch, columns=TALK_COLUMNS):
+    """The talk's Omega counts from recorded spectra: a pure function (module doc, steps 2 and 3).
+
+    epochs (R,) recorded epochs, spectra (R, bins), last_epoch E. Returns a dict: column_epochs
+    (168,), used_epochs (168,) the recorded epoch each column was read at, counts (168,) int64,
+    matrix (bins, 168) the normalised smoothed spectra, threshold, approximated (the number of
+    columns whose epoch or a neighbour in 0 .. E was not recorded: an extended run) -- or None
+    when nothing was recorded or E < 1.
+    """
+    epochs = np.asarray(epochs, dtype=np.int64)
+    cols = talk_columns(last_epoch, columns)
+    if len(epochs) == 0 or len(cols) == 0:
+        return None
+    spectra = np.asarray(spectra, dtype=np.float64).reshape(len(epochs), -1)  # (R, bins)
+    order = np.argsort(epochs)
+    epochs, spectra = epochs[order], spectra[order]
+    row = {int(e): i for i, e in enumerate(epochs)}
+    used, smoothed, approximated = [], [], 0
+    for c in cols.tolist():
+        r = int(epochs[np.argmin(np.abs(epochs - c))])  # nearest recorded epoch; ties: the earlier
+        window = [e for e in (r - 1, r, r + 1) if e in row]  # the 3-step moving average, where recorded
+        wanted = [e for e in (c - 1, c, c + 1) if 0 <= e <= last_epoch]
+        approximated += r != c or len(window) < len(wanted)
+        used.append(r)
+        smoothed.append(spectra[[row[e] for e in window]].mean(axis=0))  # (bins,)
+    M = np.stack(smoothed, axis=1)  # (bins, 168)
+    total = M.sum(axis=1, keepdims=True)  # (bins, 1): each bin over the 168 columns
+    M = np.divide(M, total, out=np.zeros_like(M), where=total > 0)  # an all-zero row stays 0
+    threshold = float(M.mean() + TALK_SIGMAS * M.std())
+    return {"column_epochs": cols, "used_epochs": np.array(used, dtype=np.int64),
+            "counts": (M > threshold).sum(axis=0).astype(np.int64), "matrix": M,
+            "threshold": threshold, "approximated": int(approximated)}
+
+
+def talk_printed(count):
+    """What the talk prints for a count: floor(count ** 0.75)."""
+    return int(math.floor(count ** TALK_PRINT_POWER + 1e-9))  # 1e-9: 16 ** 0.75 = 8 exactly, not 7.999
+
+
+def talk_summary(talk, last_epoch):
+    """The talk's counts at the Table-1 epochs reached (nearest column) and at its columns 81 .. 161."""
+    cols, counts = talk["column_epochs"], talk["counts"]
+    table1 = {}
+    for e in (e for e in TABLE1_EPOCHS if e <= last_epoch):
+        i = int(np.argmin(np.abs(cols - e)))  # nearest column; ties: the earlier
+        table1[str(e)] = {"column": i, "epoch": int(cols[i]), "count": int(counts[i]),
+                          "printed": talk_printed(int(counts[i]))}
+    shown = {str(i): {"epoch": int(cols[i]), "count": int(counts[i]), "printed": talk_printed(int(counts[i]))}
+             for i in TALK_COLUMNS_SHOWN if i < len(cols)}
+    return {"neuron": TALK_NEURON, "bins": int(talk["matrix"].shape[0]), "columns": int(len(cols)),
+            "threshold": talk["threshold"], "approximated_columns": talk["approximated"],
+            "table1": table1, "talk_columns": shown,
+            "column_epochs": cols.tolist(), "counts": talk["counts"].tolist()}
 
 
 # ============================================================================ during training
@@ -317,21 +558,29 @@ def by_epoch(records):
 def training_hooks(cfg, state, per_octave=SNAPSHOTS_PER_OCTAVE):
     """Hook dicts for miiii.train that record Omega snapshots, gradient norms and Table-1 params into `state`.
 
-    `state` is a plain dict (keys: p, omega, grad_norms, snapshots, timing), keyed by epoch, so an
-    epoch seen twice (a resumed run) is stored once; write it out with write_training_records.
+    `state` is a plain dict (keys: p, omega, omega_talk, grad_norms, snapshots, timing), keyed by
+    epoch, so an epoch seen twice (a resumed run) is stored once; write it out with
+    write_training_records. A run extended to more epochs calls this again with the new cfg and
+    the old records: the new length's schedules go on from there, the old records stay.
     """
     cfg = {**miiii.DEFAULTS, **cfg}
     p, epochs = int(cfg["p"]), int(cfg["epochs"])
     state.setdefault("p", p)
-    for key in ("omega", "grad_norms", "snapshots"):
+    for key in ("omega", "omega_talk", "grad_norms", "snapshots"):
         state[key] = by_epoch(state.get(key, {}))  # a checkpoint may have turned the keys into strings
     state.setdefault("timing", {"snapshot_s": 0.0, "snapshots": 0})
+    talk_x = {}  # the talk's inputs on the backend, made at the first call (the backend is set by then)
 
     def record_omega(epoch, params):
         start = time.perf_counter()
         state["omega"][int(epoch)] = omega_snapshot(params, p)
         state["timing"]["snapshot_s"] += time.perf_counter() - start
         state["timing"]["snapshots"] += 1
+
+    def record_talk(epoch, params):
+        if "x" not in talk_x:
+            talk_x["x"] = miiii.to_device(talk_inputs(p))
+        state["omega_talk"][int(epoch)] = talk_spectrum(params, p, talk_x["x"])
 
     def record_grads(epoch, grads):
         state["grad_norms"][int(epoch)] = miiii.grad_norms(grads)
@@ -344,6 +593,7 @@ def training_hooks(cfg, state, per_octave=SNAPSHOTS_PER_OCTAVE):
         {"snapshot": record_omega, "snapshot_epochs": set(snapshot_epochs(epochs, per_octave).tolist())},
         {"grads": record_grads},
         {"snapshot": record_params, "snapshot_epochs": {e for e in TABLE1_EPOCHS if e <= epochs}},
+        {"snapshot": record_talk, "snapshot_epochs": set(talk_epochs(epochs).tolist())},
     ]
 
 
@@ -364,10 +614,16 @@ def omega_arrays(state):
 
 
 def write_training_records(run_dir, state):
-    """Write omega.npz, grad_norms.npz and params_<epoch>.npz from the hooks' state (atomic writes)."""
+    """Write omega.npz, omega_talk.npz, grad_norms.npz and params_<epoch>.npz from the hooks' state."""
     os.makedirs(run_dir, exist_ok=True)
     if state.get("omega"):
         miiii.save_npz(os.path.join(run_dir, "omega.npz"), omega_arrays(state))
+    if state.get("omega_talk"):
+        talk = by_epoch(state["omega_talk"])
+        epochs = sorted(talk)
+        miiii.save_npz(os.path.join(run_dir, "omega_talk.npz"), {
+            "epochs": np.array(epochs, dtype=np.int64),
+            "spectra": np.array([talk[e] for e in epochs], dtype=np.float64).reshape(len(epochs), -1)})  # (R, bins)
     if state.get("grad_norms"):
         norms = by_epoch(state["grad_norms"])
         epochs = sorted(norms)
@@ -382,14 +638,17 @@ def write_training_records(run_dir, state):
 def read_training_records(run_dir, p):
     """The inverse of write_training_records: the hooks' state from the files (to resume a run)."""
     records = load_records(run_dir)
-    state = {"p": int(p), "omega": {}, "grad_norms": {}, "snapshots": records.get("snapshots", {}),
-             "timing": {"snapshot_s": 0.0, "snapshots": 0}}
+    state = {"p": int(p), "omega": {}, "omega_talk": {}, "grad_norms": {},
+             "snapshots": records.get("snapshots", {}), "timing": {"snapshot_s": 0.0, "snapshots": 0}}
     om = records.get("omega")
     if om is not None:
         for i, e in enumerate(om["epochs"].tolist()):  # one record per stored snapshot
             state["omega"][e] = {"counts": om["counts"][i], "live": int(om["live"][i]),
                                  "share": float(om["share"][i]), "active": om["active"][i],
                                  "n_active": int(om["n_active"][i])}
+    talk = records.get("omega_talk")
+    if talk is not None:
+        state["omega_talk"] = {e: talk["spectra"][i] for i, e in enumerate(talk["epochs"].tolist())}
     gn = records.get("grad_norms")
     if gn is not None:
         for i, e in enumerate(gn["epochs"].tolist()):
@@ -421,12 +680,14 @@ OMEGA_KEYS = ("epochs", "freqs", "counts", "live", "share", "active", "n_active"
 
 
 def load_records(run_dir):
-    """The training records present in run_dir: omega, grad_norms, snapshots ({epoch: params})."""
+    """The training records present in run_dir: omega, omega_talk, grad_norms, snapshots ({epoch: params})."""
     records = {}
     if not os.path.isdir(run_dir):
         return records
     if os.path.exists(os.path.join(run_dir, "omega.npz")):
         records["omega"] = read_npz(os.path.join(run_dir, "omega.npz"), OMEGA_KEYS)
+    if os.path.exists(os.path.join(run_dir, "omega_talk.npz")):
+        records["omega_talk"] = read_npz(os.path.join(run_dir, "omega_talk.npz"), ("epochs", "spectra"))
     if os.path.exists(os.path.join(run_dir, "grad_norms.npz")):
         records["grad_norms"] = read_npz(os.path.join(run_dir, "grad_norms.npz"), ("epochs",) + miiii.PARAM_NAMES)
     found = [m for m in map(re.compile(r"params_(\d+)\.npz$").match, os.listdir(run_dir)) if m]
@@ -464,14 +725,54 @@ def task_labels(config):
 
 
 def grokking_epochs(epochs, valid_acc, level=GROK_ACC):
-    """First logged epoch at which each task's valid accuracy reaches `level`, or None: (T,) list."""
-    reached = valid_acc >= level  # (L, T)
-    first = reached.argmax(axis=0)  # (L, T) -> (T,): first True (0 where never)
-    return [int(epochs[i]) if ok else None for i, ok in zip(first, reached.any(axis=0))]
+    """Per task, the first logged epoch FROM WHICH valid accuracy stays >= level to the end, or None.
+
+    epochs (L,), valid_acc (L, T) -> (T,) list. A task below the level at its last log gets None.
+    """
+    below = np.asarray(valid_acc) < level  # (L, T)
+    L = below.shape[0]
+    last_below = np.where(below.any(axis=0), L - 1 - below[::-1].argmax(axis=0), -1)  # (T,), -1: never below
+    return [int(epochs[i + 1]) if i + 1 < L else None for i in last_below.tolist()]
+
+
+def grokking_order(labels, grok):
+    """Task labels in the order they grokked (ties keep task order); tasks that did not are left out."""
+    return [labels[i] for _, i in sorted((e, i) for i, e in enumerate(grok) if e is not None)]
 
 
 def finite_or_none(v):
     return v if math.isfinite(v) else None  # JSON has no NaN
+
+
+def table1_counts(run, p):
+    """{epoch: omega_split} model-level active counts at the Table-1 epochs the records hold.
+
+    From omega.npz, else recomputed from the saved parameters params_<E>.npz.
+    """
+    counts = {}
+    if "omega" in run:
+        om = run["omega"]
+        for i in np.flatnonzero(np.isin(om["epochs"], TABLE1_EPOCHS)):  # at most 5 snapshots
+            counts[int(om["epochs"][i])] = omega_split(om["active"][i], p)
+    for e, snap in run.get("snapshots", {}).items():
+        if e in TABLE1_EPOCHS and e not in counts:
+            counts[e] = omega_split(omega_snapshot(snap, p)["active"], p)
+    return counts
+
+
+def missing_records(run, last_epoch):
+    """One phrase per training record an old (or --no-analysis) run directory lacks."""
+    lacking = []
+    if "omega_talk" not in run and last_epoch >= 1:  # a 0-epoch run has no column to record
+        lacking.append("omega_talk.npz (the talk's Omega rule)")
+    if "omega" not in run:
+        lacking.append("omega.npz (Omega counts through training)")
+    table1 = [e for e in TABLE1_EPOCHS if e <= last_epoch]
+    if table1 and "omega" not in run and not set(table1) <= set(run.get("snapshots", {})):
+        lacking.append("params_<epoch>.npz (Table-1 counts)")
+    if "grad_norms" not in run:
+        lacking.append("grad_norms.npz (gradient norms)")
+    return lacking
 
 
 def analyse_run(run_dir):
@@ -483,70 +784,109 @@ def analyse_run(run_dir):
     va = metrics["valid_acc"]  # (L, T)
     if va.shape[1] != len(labels):
         raise RunError(f"{run_dir}: metrics.npz has {va.shape[1]} tasks, config.json {len(labels)}")
+    last = int(metrics["epochs"][-1])
     fourier, svd = embedding_fourier(params["tok_emb"]), embedding_svd(params["tok_emb"])
-    # active-frequency counts at the Table-1 epochs (all w, and the w that mix x0 and x1):
-    # from omega.npz, else recomputed from the saved parameters
-    mixing = interaction_mask(p)  # (F,)
-    active, active_mixing = {}, {}
-    if "omega" in run:
-        om = run["omega"]
-        for i in np.flatnonzero(np.isin(om["epochs"], TABLE1_EPOCHS)):  # at most 5 snapshots
-            e = int(om["epochs"][i])
-            active[e], active_mixing[e] = int(om["n_active"][i]), int((om["active"][i] & mixing).sum())
-    for e, snap in run.get("snapshots", {}).items():
-        if e in TABLE1_EPOCHS and e not in active:
-            omega = omega_snapshot(snap, p)
-            active[e], active_mixing[e] = omega["n_active"], int((omega["active"] & mixing).sum())
+    keys_authors, _ = key_frequencies_authors(params["tok_emb"])
+    cos37, cos_dims = positional_cosine(params["pos_emb"])
+    table1 = table1_counts(run, p)  # {epoch: {"mixing", "axis", "all"}}
     final = omega_snapshot(params, p)
-    grok = grokking_epochs(metrics["epochs"], va)
-    order = sorted((e, i) for i, e in enumerate(grok) if e is not None)  # ties keep task order
+    final_split = omega_split(final["active"], p)
+    talk = None
+    if "omega_talk" in run:
+        t = talk_omega(run["omega_talk"]["epochs"], run["omega_talk"]["spectra"], last)
+        talk = talk_summary(t, last) if t is not None else None
+    grok99 = grokking_epochs(metrics["epochs"], va, GROK_ACC)
+    grok95 = grokking_epochs(metrics["epochs"], va, GROK_ACC_LOW)
+    extended = config.get("extended_from", [])
     return {
         "run_dir": os.path.abspath(run_dir),
         "task": config["task"], "p": p, "d": int(params["tok_emb"].shape[1]),
-        "epochs": int(metrics["epochs"][-1]),
+        "epochs": last,
+        "extended_from": list(extended) if isinstance(extended, list) else [extended],
         "tasks": labels,
         "final_valid_acc": dict(zip(labels, va[-1].astype(float).tolist())),
         "final_train_acc": dict(zip(labels, metrics["train_acc"][-1].astype(float).tolist())),
         "mean_final_valid_acc": float(va[-1].mean()),
         "pos_corr": finite_or_none(positional_correlation(params["pos_emb"])),
+        "pos_cos37": finite_or_none(cos37),
+        "pos_cos_dims": cos_dims,
         "key_freqs": fourier["key_freqs"],
+        "key_freqs_authors": keys_authors,
         "svd_n50": svd["n50"], "svd_n90": svd["n90"], "svd_rank": int(len(svd["singular_values"])),
-        "active_freqs": {str(e): active[e] for e in sorted(active)},
-        "active_freqs_mixing": {str(e): active_mixing[e] for e in sorted(active_mixing)},
-        "active_freqs_final": final["n_active"],
-        "active_freqs_mixing_final": int((final["active"] & mixing).sum()),
+        "active_freqs": {str(e): table1[e]["mixing"] for e in sorted(table1)},  # ours: mixing frequencies
+        "active_freqs_all": {str(e): table1[e]["all"] for e in sorted(table1)},
+        "active_freqs_axis": {str(e): table1[e]["axis"] for e in sorted(table1)},
+        "active_freqs_final": final_split["mixing"],
+        "active_freqs_all_final": final_split["all"],
+        "active_freqs_axis_final": final_split["axis"],
         "live_neurons_final": final["live"],
+        "omega_talk": talk,
+        "grok_epoch_99": dict(zip(labels, grok99)),
+        "grok_epoch_95": dict(zip(labels, grok95)),
+        "grok_order_99": grokking_order(labels, grok99),
+        "grok_order_95": grokking_order(labels, grok95),
         "grok_level": GROK_ACC,
-        "grok_epoch": dict(zip(labels, grok)),
-        "grok_order": [labels[i] for _, i in order],
+        "grok_epoch": dict(zip(labels, grok99)),  # alias of grok_epoch_99, for older readers
+        "grok_order": grokking_order(labels, grok99),
+        "missing": missing_records(run, last),
     }
+
+
+def format_counts(by_epoch):
+    return "  ".join(f"{e}: {n}" for e, n in by_epoch.items()) or "none recorded"
 
 
 def report(analysis):
     """A short human-readable report of analyse_run's dict."""
     a = analysis
     acc = a["final_valid_acc"]
+    ext = f" (extended from {', '.join(map(str, a['extended_from']))})" if a.get("extended_from") else ""
+    dims = (f"first {POS_COS_DIMS} dims" if a["pos_cos_dims"] >= POS_COS_DIMS
+            else f"all {a['pos_cos_dims']} dims, as d < {POS_COS_DIMS}")
+    num = lambda v: "undefined (constant row)" if v is None else f"{v:.3f}"  # noqa: E731
+    ks = lambda keys: "k = " + ", ".join(map(str, keys)) if keys else "none"  # noqa: E731
     lines = [
         f"run {a['run_dir']}",
-        f"  task {a['task']}, p = {a['p']}, d = {a['d']}, {a['epochs']} epochs",
+        f"  task {a['task']}, p = {a['p']}, d = {a['d']}, {a['epochs']} epochs{ext}",
         f"  final valid accuracy: mean {a['mean_final_valid_acc']:.3f}, min {min(acc.values()):.3f}",
         "    " + "  ".join(f"{name} {v:.3f}" for name, v in acc.items()),
-        "  positional embedding correlation: "
-        + ("undefined (constant row)" if a["pos_corr"] is None else f"{a['pos_corr']:.3f}"),
-        f"  embedding key frequencies: {', '.join(map(str, a['key_freqs'])) or 'none'}",
+        f"  positional embeddings x0 vs x1: Pearson r (ours, all {a['d']} dims) {num(a['pos_corr'])}; "
+        f"cosine (authors', {dims}) {num(a['pos_cos37'])}; talk: 0.95 T_nanda, -0.64 T_miiii",
+        f"  embedding key frequencies (ours, share > mean+2std): {ks(a['key_freqs'])}",
+        f"  embedding key frequencies (authors', |rfft| norm > mean+1std, k = 0 is the constant): "
+        f"{ks(a['key_freqs_authors'])} ({len(a['key_freqs_authors'])}; talk: T_nanda 5, T_miiii 11, T_basis 0)",
         f"  embedding SVD: {a['svd_n50']} components reach 50 %, {a['svd_n90']} reach 90 % "
         f"(of {a['svd_rank']})",
-        "  active frequencies (Table 1), all / mixing x0 and x1: "
-        + ("  ".join(f"epoch {e}: {n} / {a['active_freqs_mixing'][e]}" for e, n in a["active_freqs"].items())
-           or "no Table-1 epoch recorded")
-        + f"  final: {a['active_freqs_final']} / {a['active_freqs_mixing_final']}"
-        + f" ({a['live_neurons_final']} live neurons)",
+        "  Omega count, ours (mixing frequencies active in the model), by epoch: "
+        + format_counts(a["active_freqs"]) + f"; final {a['active_freqs_final']}",
+        "    all frequencies: " + format_counts(a["active_freqs_all"]) + f"; final {a['active_freqs_all_final']}"
+        + "   axis: " + format_counts(a["active_freqs_axis"]) + f"; final {a['active_freqs_axis_final']}"
+        + f"   ({a['live_neurons_final']} live neurons)",
     ]
-    reached = [f"{name} @ {a['grok_epoch'][name]}" for name in a["grok_order"]]
-    missing = [name for name, e in a["grok_epoch"].items() if e is None]
-    lines.append(f"  grokking order (valid acc >= {a['grok_level']}): " + (", ".join(reached) or "none"))
-    if missing:
-        lines.append(f"    not reached: {', '.join(missing)}")
+    t = a.get("omega_talk")
+    if t is None:
+        lines.append("  Omega count, the talk's rule: not recorded in this run")
+    else:
+        lines.append(f"  Omega count, the talk's rule (neuron 0, {t['bins']} bins x {t['columns']} log-spaced "
+                     f"columns, > mean+1std), count -> printed floor(count^0.75):")
+        lines.append("    at Table-1 epochs (nearest column): " + ("  ".join(
+            f"{e}: {v['count']} -> {v['printed']} (column {v['column']}, epoch {v['epoch']})"
+            for e, v in t["table1"].items()) or "none reached"))
+        lines.append("    at the talk's columns (0-based): " + "  ".join(
+            f"{i}: {v['count']} -> {v['printed']} (epoch {v['epoch']})" for i, v in t["talk_columns"].items())
+            + "   talk: 0, 0, 10, 18, 10")
+        if t["approximated_columns"]:
+            lines.append(f"    {t['approximated_columns']} of {t['columns']} columns approximated (extended run: "
+                         f"the nearest recorded epoch was used)")
+    for level, key in ((GROK_ACC, "99"), (GROK_ACC_LOW, "95")):
+        grok = a[f"grok_epoch_{key}"]
+        reached = [f"{name} @ {grok[name]}" for name in a[f"grok_order_{key}"]]
+        lines.append(f"  grokking order (valid acc stays >= {level} to the end): " + (", ".join(reached) or "none"))
+        missing = [name for name, e in grok.items() if e is None]
+        if missing:
+            lines.append(f"    not reached: {', '.join(missing)}")
+    if a.get("missing"):
+        lines.append(f"  missing (a run made before these records, or with --no-analysis): {'; '.join(a['missing'])}")
     return "\n".join(lines)
 
 

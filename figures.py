@@ -1,12 +1,14 @@
 """figures: the talk's figures, Table 1 and the paper's extras, drawn from miiii run directories.
 
     python figures.py --nanda RUN_DIR --miiii RUN_DIR [--basis RUN_DIR] [--masked RUN_DIR]
-                      [--out DIR] [--format png,svg,pdf]
+                      [--out DIR] [--format png,svg,pdf] [--dpi 150]
 
 draws every figure whose runs are given into --out (default runs/figures), one file per figure and
-format, writes Table 1 as table1.md and prints it. A figure whose run (or whose record in the run,
-e.g. omega.npz) is missing is skipped with one line saying what it lacks. Bad input (a path that is
-not a run directory, a run of the wrong task, an unknown format) is one line on stderr, exit 2.
+format (--dpi: PNG resolution), writes Table 1 as table1.md and prints it. A figure whose run (or
+whose record in the run, e.g. omega.npz) is missing is skipped with one line saying what it lacks.
+With no run at all, one usage line goes to stderr and the two figures that need no run (Figure 4,
+the DFT matrix) are still drawn (exit 0). Bad input (a path that is not a run directory, a run of
+the wrong task, an unknown format) is one line on stderr, exit 2.
 
 This module draws; it does not analyse. Every number in a figure is either read from the run
 directory or computed by fft_analysis (Fourier projections, spectra, active frequencies, SVD,
@@ -19,13 +21,17 @@ Figures (numbered as in the talk; file stem, then the function that draws it)
   4  fig04_task_data             fig_task_data                inputs X for p = 7, targets (x0 + 13 x1) mod 11
   5  fig05_task_accuracy         fig_task_accuracy            T_miiii train (top) / valid (bottom) accuracy per task
   6  fig06_positional_embeddings fig_positional_embeddings    pos_emb, T_nanda (top) vs T_miiii (bottom), with r
+                                                              (ours) and cosine-37 (authors')
   7  fig07_token_embeddings_fourier
-                                 fig_token_embeddings_fourier tok_emb in the Fourier basis, T_nanda vs T_miiii
+                                 fig_token_embeddings_fourier tok_emb in the Fourier basis, T_nanda vs T_miiii,
+                                                              key frequencies by our rule and the authors'
   8  fig08_neurons               fig_neurons                  first three neurons, T_nanda (top) vs T_miiii (bottom)
   9  fig09_neuron_spectra        fig_neuron_spectra           their 2D power spectra, active frequencies circled
- 10  fig10_active_frequencies    fig_active_frequencies       C(w): neurons with frequency w active, through training
- 11  fig11_omega_and_accuracy    fig_omega_and_accuracy       Figure 10 over the T_miiii validation accuracy
-  T1 table1.md                   table1_markdown              active frequencies at epochs 256 .. 65536
+ 10  fig10_active_frequencies    fig_active_frequencies       C(w) of the mixing frequencies w, through training
+ 11  fig11_omega_and_accuracy    fig_omega_and_accuracy       Figure 10, the Omega counts (ours and the talk's
+                                                              rule) and the T_miiii validation accuracy
+  T1 table1.md                   table1_markdown              Omega counts at epochs 256 .. 65536: ours (mixing),
+                                                              the talk's rule (count, printed), the talk's row
  Paper extras
      extra_loss_curves           fig_task_accuracy(loss=True) T_miiii train / valid loss per task
      extra_singular_values       fig_singular_values          embedding singular values, 50 % / 90 % marks
@@ -64,8 +70,9 @@ import miiii
 SIGNED = "RdBu_r"  # signed values: blue negative, white zero, red positive
 MAGNITUDE = "viridis"  # magnitudes (activations, power, counts, accuracy-by-task colours)
 FORMATS = ("png", "svg", "pdf")
-TALK_TABLE1 = {256: 0, 1024: 0, 4096: 10, 16384: 18, 65536: 10}  # the talk's Table 1 (p = 113)
-MAX_OMEGA_ROWS = 60  # Figure 10 rows: the frequencies ever active in the model, at most this many
+TALK_TABLE1 = fa.TALK_TABLE1  # the talk's Table 1 as printed (p = 113)
+TALK_POS = {"T_nanda": "0.95", "T_miiii": "\u22120.64 (printed 0.64)"}  # the talk's positional similarity
+MAX_OMEGA_ROWS = 60  # Figure 10 rows: the mixing frequencies ever active in the model, at most this many
 N_NEURONS = 3  # "first three neurons" (Figures 8, 9 and the T_basis control)
 
 # Readable at slide size. Set on import: every figure of this module shares it.
@@ -173,29 +180,37 @@ def log_edges(centres):
 def omega_rows(omega, max_rows=MAX_OMEGA_ROWS):
     """Which frequencies w Figure 10 shows, in display order, and a note on the choice.
 
-    The frequencies that are ever active in the model (C(w) above fft_analysis's 4-sigma line at
-    some snapshot), ordered by the first snapshot at which they are active, so the Omega-spike reads
-    top-left to bottom-right. If there are more than max_rows, those whose state changes during
-    training come first (they carry the story; a w active at every snapshot, from initialisation
-    on, is kept only if room is left), each group by peak count. With none ever active: the
-    max_rows highest peak counts, in order of peak count.
+    Only mixing frequencies (k0 != 0 and k1 != 0: our Omega count; the axis ones are active from
+    initialisation in every run, see fft_analysis). Of those, the ones ever active in the model
+    (C(w) above fft_analysis's 4-sigma line at some snapshot), ordered by the first snapshot at
+    which they are active, so the Omega-spike reads top-left to bottom-right. If there are more
+    than max_rows, those whose state changes during training come first (a w active at every
+    snapshot says nothing about timing), each group by peak count. With none ever active: the
+    max_rows mixing frequencies of highest peak count, in order of peak count.
     """
     counts, active = np.asarray(omega["counts"]), np.asarray(omega["active"], dtype=bool)  # (S, F)
-    peak = counts.max(axis=0)  # (F,)
-    ever = np.flatnonzero(active.any(axis=0))
+    mixing = (np.asarray(omega["freqs"]) != 0).all(axis=1)  # (F,)
+    peak = np.where(mixing, counts.max(axis=0), -1)  # (F,): axis frequencies never chosen
+    ever = np.flatnonzero(active.any(axis=0) & mixing)
     if len(ever) == 0:
-        rows = np.argsort(-peak, kind="stable")[:max_rows]
+        rows = np.argsort(-peak, kind="stable")[:min(max_rows, int(mixing.sum()))]
         rows = rows[peak[rows] > 0] if (peak[rows] > 0).any() else rows
-        return rows, f"no frequency active in the model; the {len(rows)} highest counts"
-    note = f"the {len(ever)} frequencies ever active in the model"
+        return rows, f"no mixing frequency active in the model; the {len(rows)} highest counts"
+    note = f"the {len(ever)} mixing frequencies ever active in the model"
     if len(ever) > max_rows:
         always = active[:, ever].all(axis=0)  # (n,)
         keep = np.lexsort((-peak[ever], always))[:max_rows]  # changing ones first, then by peak count
-        note = (f"{max_rows} of the {len(ever)} ever active in the model: "
+        note = (f"{max_rows} of the {len(ever)} mixing frequencies ever active in the model: "
                 f"{int((~always[keep]).sum())} that change, {int(always[keep].sum())} always active")
         ever = ever[keep]
     first = active[:, ever].argmax(axis=0)  # (n,) first active snapshot
     return ever[np.lexsort((ever, first))], note
+
+
+def mixing_counts(omega):
+    """(S,) our Omega count at each snapshot: the mixing frequencies active in the model."""
+    mixing = (np.asarray(omega["freqs"]) != 0).all(axis=1)  # (F,)
+    return (np.asarray(omega["active"], dtype=bool) & mixing).sum(axis=1)  # (S, F) -> (S,)
 
 
 def omega_height(omega):
@@ -376,16 +391,24 @@ def fig_task_accuracy(metrics, moduli, task="T_miiii", mask=None, loss=False):
 
 
 def fig_positional_embeddings(pos_nanda, pos_miiii):
-    """Figure 6: positional embeddings, T_nanda (top) and T_miiii (bottom), with corr(x0, x1). 2 panels."""
-    fig, ax = new_figure(2, 1, 10.0, 4.2)
+    """Figure 6: positional embeddings, T_nanda (top) and T_miiii (bottom). 2 panels.
+
+    Titled with the similarity of the x0 and x1 rows by both rules: Pearson r over all dims (ours)
+    and the cosine of the first 37 dims (the authors'; all dims if d < 37), and the talk's value.
+    """
+    fig, ax = new_figure(2, 1, 10.0, 4.6)
+    fmt = lambda v: "undefined" if np.isnan(v) else f"{v:.2f}"  # noqa: E731
     for a, pos, task in ((ax[0, 0], pos_nanda, "T_nanda"), (ax[1, 0], pos_miiii, "T_miiii")):
         im = a.imshow(pos, cmap=SIGNED, aspect="auto", vmin=symmetric(pos)[0], vmax=symmetric(pos)[1])
         r = fa.positional_correlation(pos)
+        cos, dims = fa.positional_cosine(pos)
         a.set_yticks([0, 1, 2])
         a.set_yticklabels(["x0", "x1", "="])
         a.set_ylabel("position")
         a.set_xlabel("embedding dimension")
-        a.set_title(f"{task}: corr(pos x0, pos x1) = " + ("undefined" if np.isnan(r) else f"{r:.2f}"))
+        a.set_title(f"{task}, x0 vs x1: Pearson r = {fmt(r)} (ours, all {pos.shape[1]} dims); "
+                    f"cosine = {fmt(cos)} (authors', {'first' if dims < pos.shape[1] else 'all'} {dims} dims); "
+                    f"talk: {TALK_POS[task]}", fontsize=10)
         fig.colorbar(im, ax=a, label="weight")
     return fig
 
@@ -401,9 +424,12 @@ def fig_token_embeddings_fourier(tok_nanda, tok_miiii):
     """Figure 7: token embeddings in the Fourier basis, T_nanda (top) and T_miiii (bottom). 2 panels.
 
     Columns are the Fourier components (const, cos 1, sin 1, ...), rows the embedding dimensions;
-    a few bright columns = the embedding is a combination of a few waves. Key frequencies ticked.
+    a few bright columns = the embedding is a combination of a few waves. Key frequencies by our rule
+    are ticked in red and marked by triangles above the image; those significant by the authors'
+    rule (k = 0 included) by circles; a legend below says which is which.
     """
-    fig, ax = new_figure(2, 1, 10.0, 8.0)
+    fig, ax = new_figure(2, 1, 10.0, 8.6)
+    listed = lambda keys: ", ".join(map(str, keys)) if keys else "none"  # noqa: E731
     for a, tok, task in ((ax[0, 0], tok_nanda, "T_nanda"), (ax[1, 0], tok_miiii, "T_miiii")):
         fourier = fa.embedding_fourier(tok)
         coeffs = fourier["coeffs"]  # (p, d)
@@ -411,19 +437,34 @@ def fig_token_embeddings_fourier(tok_nanda, tok_miiii):
         lo, hi = symmetric(coeffs)
         im = a.imshow(coeffs.T, cmap=SIGNED, aspect="auto", vmin=lo, vmax=hi)
         keys = fourier["key_freqs"]
-        ks = frequency_ticks(len(fourier["energy"]), keys)
-        a.set_xticks([0] + [labels.index(f"cos {k}") + 0.5 for k in ks])  # between the cos k and sin k columns
+        authors, _ = fa.key_frequencies_authors(tok)  # k = 0 (the constant) included
+        ks = frequency_ticks(len(fourier["energy"]), sorted(set(keys) | {k for k in authors if k > 0}))
+        a.set_xticks([0] + [frequency_column(k, labels) for k in ks])  # between the cos k and sin k columns
         a.set_xticklabels(["const"] + [str(k) for k in ks])
         for tick, k in zip(a.get_xticklabels()[1:], ks):
             if k in keys:
                 tick.set_color("red")
                 tick.set_fontweight("bold")
-        a.set_xlabel("frequency k (columns cos k, sin k); key frequencies in red")
+        # markers just above the image, one style per rule: x at the frequency's columns
+        top = a.get_xaxis_transform()  # x in data, y in axes fractions
+        a.scatter([frequency_column(k, labels) for k in keys], [1.02] * len(keys), transform=top, clip_on=False,
+                  marker="v", s=30, color="red", label="key frequency, ours: energy share > mean + 2 std")
+        a.scatter([frequency_column(k, labels) for k in authors], [1.06] * len(authors), transform=top,
+                  clip_on=False, marker="o", s=26, facecolors="none", edgecolors="black", linewidths=1.0,
+                  label="significant, authors': norm of |rfft| > mean + 1 std (k = 0 is const)")
+        a.set_xlabel("frequency k (columns cos k, sin k); our key frequencies in red")
         a.set_ylabel("embedding dimension")
-        a.set_title(f"{task}: " + (f"key frequencies {', '.join(map(str, keys))}" if keys else "no key frequency")
-                    + " (energy share > mean + 2 std)")
+        a.set_title(f"{task}: key frequencies, ours {listed(keys)}; authors' {listed(authors)}", pad=24)
         fig.colorbar(im, ax=a, label="coefficient")
+    fig.legend(*ax[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False)
     return fig
+
+
+def frequency_column(k, labels):
+    """x position of frequency k on Figure 7: the const column for k = 0, else between cos k and sin k."""
+    if k == 0:
+        return 0.0
+    return labels.index(f"cos {k}") + (0.5 if f"sin {k}" in labels else 0.0)
 
 
 def fig_neurons(grids_nanda, grids_miiii, n=N_NEURONS):
@@ -454,9 +495,10 @@ def fig_neuron_spectra(grids_nanda, grids_miiii, n=N_NEURONS):
 
 
 def fig_active_frequencies(omega, task="T_miiii"):
-    """Figure 10: C(w), the number of neurons with frequency w active, through training. 1 panel.
+    """Figure 10: C(w), the number of neurons with mixing frequency w active, through training. 1 panel.
 
-    omega: the omega.npz arrays. Rows: see omega_rows. White dots: w active in the model.
+    omega: the omega.npz arrays. Rows: see omega_rows (mixing frequencies only). White dots: w
+    active in the model.
     """
     fig, ax = new_figure(1, 1, 10.0, omega_height(omega) + 1.5)
     mesh, note = draw_omega(ax[0, 0], omega)
@@ -466,15 +508,38 @@ def fig_active_frequencies(omega, task="T_miiii"):
     return fig
 
 
-def fig_omega_and_accuracy(omega, metrics, moduli, task="T_miiii"):
-    """Figure 11: Figure 10 (top) over the validation accuracy per task (bottom), same epochs. 2 panels."""
+def draw_omega_counts(ax, omega, talk=None, xlabel=True):
+    """The Omega count through training: ours (mixing frequencies active in the model, per snapshot)
+    and, if given, the talk's rule (fft_analysis.talk_omega: count per column, and as printed)."""
+    epochs, ours = positive_epochs(omega["epochs"], mixing_counts(omega))
+    ax.plot(epochs, ours, "o-", color="C0", markersize=2.5, linewidth=1.2,
+            label="ours: mixing frequencies active in the model")
+    if talk is not None:
+        cols, counts = positive_epochs(talk["column_epochs"], talk["counts"])
+        printed = [fa.talk_printed(int(c)) for c in counts]
+        ax.step(cols, counts, where="mid", color="C3", linewidth=1.2,
+                label=f"talk's rule: neuron 0, {talk['matrix'].shape[0]} bins > mean + 1 std")
+        ax.step(cols, printed, where="mid", color="C3", linestyle=":", linewidth=1.2,
+                label="talk's rule as the talk prints it: floor(count^0.75)")
+        if talk["approximated"]:
+            ax.text(0.01, 0.95, f"{talk['approximated']} of {len(talk['counts'])} talk columns approximated "
+                    f"(extended run)", transform=ax.transAxes, fontsize=8, va="top")
+    ax.set_ylabel("Omega count")
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
+    epoch_axis(ax, xlabel)
+
+
+def fig_omega_and_accuracy(omega, metrics, moduli, task="T_miiii", talk=None):
+    """Figure 11: Figure 10 (top), the Omega counts (middle) and the validation accuracy per task
+    (bottom), on one epoch axis. 3 panels. talk: fft_analysis.talk_omega of the run, or None."""
     height = omega_height(omega)
-    fig = Figure(figsize=(10.0, height + 4.5), layout="constrained")
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[height, 3.0])
+    fig = Figure(figsize=(10.0, height + 6.5), layout="constrained")
+    top, middle, bottom = fig.subplots(3, 1, sharex=True, height_ratios=[height, 2.0, 3.0])
     mesh, note = draw_omega(top, omega, xlabel=False)
     fig.colorbar(mesh, ax=top, label="C(w)")
-    top.set_title(f"{task}: C(w) through training (top) and validation accuracy (bottom)\n"
-                  f"rows: {note}; white dot: w active in the model", fontsize=10)
+    top.set_title(f"{task}: C(w) of the mixing frequencies (top), the Omega count (middle) and validation "
+                  f"accuracy (bottom)\nrows: {note}; white dot: w active in the model", fontsize=10)
+    draw_omega_counts(middle, omega, talk, xlabel=False)
     mappable = draw_task_curves(bottom, metrics["epochs"], metrics["valid_acc"], moduli)
     bottom.set_ylabel("validation accuracy")
     bottom.set_ylim(-0.02, 1.02)
@@ -485,24 +550,42 @@ def fig_omega_and_accuracy(omega, metrics, moduli, task="T_miiii"):
     return fig
 
 
-def table1_markdown(active_freqs, run_label="this run", mixing=None):
-    """Table 1 as markdown: active frequencies at the Table-1 epochs (this run, then the talk's).
+def table1_markdown(analysis, run_label="this run"):
+    """Table 1 as markdown from analyse_run's dict: the Omega counts at epochs 256 .. 65536.
 
-    active_freqs: {epoch: count}, as analyse_run's "active_freqs" (keys may be strings); mixing:
-    the same for the mixing frequencies (k0, k1 both non-zero), "active_freqs_mixing", if given.
-    An epoch the run did not reach is '-'.
+    Rows: ours (mixing frequencies active in the model, "active_freqs"); the talk's rule on this
+    run, its count and as printed (floor(count^0.75)), at the column nearest each epoch; the talk's
+    rule at the talk's own columns 81, 101, 121, 141, 161 of 168 (our reading of which columns the
+    talk's table shows), printed (count); the talk's row. '-': the run did not get there, or the
+    record is missing (a run made before omega_talk.npz existed).
     """
-    def row(label, by_epoch):
-        counts = {int(e): int(n) for e, n in by_epoch.items()}
-        return f"| {label} | " + " | ".join(str(counts[e]) if e in counts else "-" for e in fa.TABLE1_EPOCHS) + " |"
+    talk = analysis.get("omega_talk")
 
-    lines = ["| epoch | " + " | ".join(str(e) for e in fa.TABLE1_EPOCHS) + " |",
-             "|---|" + "---|" * len(fa.TABLE1_EPOCHS),
-             row(f"active frequencies, {run_label}", active_freqs)]
-    if mixing is not None:
-        lines.append(row(f"of which mixing (k0, k1 != 0), {run_label}", mixing))
-    lines += ["| active frequencies, talk (p = 113) | "
-             + " | ".join(str(TALK_TABLE1[e]) for e in fa.TABLE1_EPOCHS) + " |"]
+    def row(label, cells):
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    def by_epoch(values):
+        values = {int(e): v for e, v in values.items()}
+        return [str(values[e]) if e in values else "-" for e in fa.TABLE1_EPOCHS]
+
+    at = (talk or {}).get("table1", {})
+    cols = (talk or {}).get("talk_columns", {})
+    col_cells = [f"{v['printed']} ({v['count']})" for v in cols.values()] + ["-"] * (5 - len(cols))
+    col_epochs = ", ".join(str(v["epoch"]) for v in cols.values())
+    lines = [row("epoch", [str(e) for e in fa.TABLE1_EPOCHS]), "|---|" + "---|" * len(fa.TABLE1_EPOCHS),
+             row(f"ours: mixing frequencies active in the model, {run_label}", by_epoch(analysis["active_freqs"])),
+             row(f"talk's rule, count (neuron 0, nearest of 168 columns), {run_label}",
+                 by_epoch({e: v["count"] for e, v in at.items()})),
+             row(f"talk's rule, printed floor(count^0.75), {run_label}",
+                 by_epoch({e: v["printed"] for e, v in at.items()})),
+             row(f"talk's rule at the talk's columns 81, 101, 121, 141, 161"
+                 + (f" (here epochs {col_epochs})" if cols else "") + ", printed (count)", col_cells),
+             row("talk (p = 113), as printed", [str(TALK_TABLE1[e]) for e in fa.TABLE1_EPOCHS])]
+    if talk is None:
+        lines.append("\nThe talk's rule: not recorded in this run (no omega_talk.npz).")
+    elif talk.get("approximated_columns"):
+        lines.append(f"\nThe talk's rule: {talk['approximated_columns']} of {talk['columns']} columns approximated "
+                     f"(extended run: nearest recorded epoch).")
     return "\n".join(lines) + "\n"
 
 
@@ -616,6 +699,13 @@ def moduli(run):
     return run["config"]["moduli"]
 
 
+def talk_omega(run):
+    """fft_analysis.talk_omega of a loaded run (its omega_talk.npz), or None when it has none."""
+    if "omega_talk" not in run:
+        return None
+    return fa.talk_omega(run["omega_talk"]["epochs"], run["omega_talk"]["spectra"], int(run["metrics"]["epochs"][-1]))
+
+
 def default_p(runs):
     """p for the DFT matrix: that of the T_miiii run, else the T_nanda run, else the paper's 113."""
     for role in ("miiii", "nanda"):
@@ -644,7 +734,8 @@ PLAN = [
      lambda R: fig_neuron_spectra(neuron_grids(R["nanda"]), neuron_grids(R["miiii"]))),
     ("fig10_active_frequencies", ["miiii.omega"], lambda R: fig_active_frequencies(R["miiii"]["omega"])),
     ("fig11_omega_and_accuracy", ["miiii.omega", "miiii.metrics"],
-     lambda R: fig_omega_and_accuracy(R["miiii"]["omega"], R["miiii"]["metrics"], moduli(R["miiii"]))),
+     lambda R: fig_omega_and_accuracy(R["miiii"]["omega"], R["miiii"]["metrics"], moduli(R["miiii"]),
+                                      talk=talk_omega(R["miiii"]))),
     ("extra_loss_curves", ["miiii.metrics"],
      lambda R: fig_task_accuracy(R["miiii"]["metrics"], moduli(R["miiii"]), loss=True)),
     ("extra_singular_values", ["nanda", "miiii"],
@@ -715,7 +806,8 @@ def draw_all(runs, out, formats, log=print, warn=None, dpi=None):
         start = time.perf_counter()
         written += save(draw(runs), out, stem, formats, dpi)
         log(f"wrote {stem} ({time.perf_counter() - start:.1f} s)")
-    # Table 1: the counts fft_analysis reports (analyse_run reads them from omega.npz, else from params_<E>.npz)
+    # Table 1: the counts fft_analysis reports (ours from omega.npz, else params_<E>.npz; the talk's
+    # rule from omega_talk.npz)
     if "miiii" not in runs:
         warn("skip table1: needs --miiii")
     else:
@@ -725,14 +817,14 @@ def draw_all(runs, out, formats, log=print, warn=None, dpi=None):
             analysis = {"active_freqs": {}, "error": str(e)}
         if "error" in analysis:
             warn(f"skip table1: {analysis['error']}")
-        elif not analysis["active_freqs"]:
-            warn("skip table1: the --miiii run has no active-frequency count at a Table-1 epoch "
-                 "(it did not reach epoch 256, or has neither omega.npz nor params_<epoch>.npz)")
+        elif not analysis["active_freqs"] and not (analysis["omega_talk"] or {}).get("table1"):
+            warn("skip table1: the --miiii run has no Omega count at a Table-1 epoch (it did not reach "
+                 "epoch 256, or has none of omega.npz, params_<epoch>.npz, omega_talk.npz)")
         else:
             p = analysis["p"]
-            table = (f"Table 1: number of active frequencies w in the T_miiii model (p = {p}) through training "
-                     f"(- = epoch not reached)\n\n" + table1_markdown(analysis["active_freqs"], f"this run (p = {p})",
-                                                     analysis.get("active_freqs_mixing")))
+            table = (f"Table 1: the Omega count of the T_miiii model (p = {p}) through training, by our rule "
+                     f"and the talk's (- = epoch not reached or not recorded)\n\n"
+                     + table1_markdown(analysis, f"this run (p = {p})"))
             path = os.path.join(out, "table1.md")
             miiii.atomic_write(path, lambda f: f.write(table.encode()))
             written.append(path)
@@ -767,6 +859,10 @@ def main(argv=None):
             raise miiii.UsageError(f"--out {args.out} exists and is not a directory")
         runs = load_runs({role: getattr(args, role) for role in ("nanda", "miiii", "basis", "masked")
                           if getattr(args, role) is not None})
+        if not runs:  # still useful: Figure 4 and the DFT matrix need no run
+            print("figures.py: no run given: drawing only what needs none (Figure 4, the DFT matrix); usage: "
+                  "figures.py --nanda RUN_DIR --miiii RUN_DIR [--basis RUN_DIR] [--masked RUN_DIR] [--out DIR] "
+                  "[--format png,svg,pdf] [--dpi N]", file=sys.stderr)
         os.makedirs(args.out, exist_ok=True)
         if not os.access(args.out, os.W_OK):
             raise miiii.UsageError(f"--out {args.out} is not writable")

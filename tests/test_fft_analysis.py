@@ -14,7 +14,7 @@ import miiii
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TINY = dict(task="nanda", p=11, d=16, heads=2, epochs=300, log_every=10)
-REFERENCE = [os.path.join(ROOT, "reference", "vectors.npz"), "/work/shared/reference/vectors.npz"]
+REFERENCE = os.path.join(ROOT, "tests", "data", "vectors.npz")  # independent reference values (tests/data/README.md)
 
 
 def wave_grid(p, k0, k1, phase=0.0):
@@ -174,9 +174,7 @@ def test_model_active_threshold():
 
 
 def reference_case(name):
-    path = next((p for p in REFERENCE if os.path.exists(p)), None)
-    assert path is not None, f"reference vectors not found (looked in {REFERENCE}); shared/ must sit beside the repo"
-    with np.load(path) as f:
+    with np.load(REFERENCE) as f:
         params = {k: f[f"{name}/param/{k}"] for k in miiii.PARAM_NAMES}
         return params, f[f"{name}/x"], f[f"{name}/neurons"]
 
@@ -274,47 +272,79 @@ def test_training_records_on_disk(tiny_run):
     for name in miiii.PARAM_NAMES:
         assert gn[name].shape == gn["epochs"].shape and gn[name].dtype == np.float64
         assert gn[name][0] == pytest.approx(np.linalg.norm(grads[name].astype(np.float64)), rel=1e-6)
+    # neuron 0's talk spectrum at every column epoch of the talk's rule and its neighbours
+    with np.load(os.path.join(out, "omega_talk.npz")) as f:
+        talk = {k: f[k] for k in f.files}
+    assert sorted(talk) == ["epochs", "spectra"]
+    np.testing.assert_array_equal(talk["epochs"], fa.talk_epochs(300))
+    assert talk["spectra"].shape == (len(talk["epochs"]), (p - 1) // 2 + 1) and talk["spectra"].dtype == np.float64
+    np.testing.assert_array_equal(talk["spectra"][-1], fa.talk_spectrum(params, p))  # epoch 300: the final weights
     # the state reads back from the files
     back = fa.read_training_records(out, p)
     assert sorted(back["omega"]) == sorted(state["omega"]) and sorted(back["grad_norms"]) == sorted(state["grad_norms"])
     for key, value in fa.omega_arrays(back).items():
         np.testing.assert_array_equal(value, om[key])
+    assert sorted(back["omega_talk"]) == talk["epochs"].tolist()
+    for i, e in enumerate(talk["epochs"].tolist()):
+        np.testing.assert_array_equal(back["omega_talk"][e], talk["spectra"][i])
 
 
 def test_hooks_resume_from_a_checkpointed_state(tiny_run, tmp_path):
     """Records that went through a JSON-based checkpoint (string epoch keys) carry on and write the same files."""
     out, state, params = tiny_run[0], tiny_run[1], tiny_run[2]
     resumed = {"p": state["p"]}
-    for key in ("omega", "grad_norms", "snapshots"):
+    for key in ("omega", "omega_talk", "grad_norms", "snapshots"):
         resumed[key] = {str(e): v for e, v in state[key].items() if e != 300}  # stopped before the end
     hooks = fa.training_hooks(TINY, resumed)
     hooks[0]["snapshot"](300, params)  # the last snapshot, taken after the resume
-    assert all(isinstance(e, int) for e in resumed["omega"])
+    talk_hook = [h for h in hooks if h.get("snapshot_epochs") == set(fa.talk_epochs(300).tolist())]
+    assert len(talk_hook) == 1
+    talk_hook[0]["snapshot"](300, params)
+    assert all(isinstance(e, int) for e in resumed["omega"]) and all(isinstance(e, int) for e in resumed["omega_talk"])
     np.testing.assert_array_equal(resumed["omega"][300]["counts"], state["omega"][300]["counts"])
     fa.write_training_records(str(tmp_path), resumed)
-    with np.load(os.path.join(out, "omega.npz")) as a, np.load(str(tmp_path / "omega.npz")) as b:
-        for key in a.files:
-            np.testing.assert_array_equal(a[key], b[key])
+    for name in ("omega.npz", "omega_talk.npz"):
+        with np.load(os.path.join(out, name)) as a, np.load(str(tmp_path / name)) as b:
+            assert a.files == b.files
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_analysis_and_report_of_a_run(tiny_run):
     out = tiny_run[0]
     a = fa.analyse_run(out)
     assert a["task"] == "nanda" and a["p"] == 11 and a["tasks"] == ["mod 11"]
-    assert set(a["active_freqs"]) == set(a["active_freqs_mixing"]) == {"256"}
-    assert 0 <= a["active_freqs_mixing"]["256"] <= a["active_freqs"]["256"]
-    assert a["active_freqs"]["256"] == int(np.load(os.path.join(out, "omega.npz"))["n_active"][
-        list(fa.snapshot_epochs(300)).index(256)])
+    assert set(a["active_freqs"]) == set(a["active_freqs_all"]) == set(a["active_freqs_axis"]) == {"256"}
+    with np.load(os.path.join(out, "omega.npz")) as f:
+        i = list(f["epochs"]).index(256)
+        active, n_active = f["active"][i], int(f["n_active"][i])
+    mixing = int((active & fa.interaction_mask(11)).sum())  # the headline: mixing frequencies only
+    assert a["active_freqs"]["256"] == mixing and a["active_freqs_all"]["256"] == n_active
+    assert a["active_freqs_axis"]["256"] == n_active - mixing
+    assert a["active_freqs_final"] + a["active_freqs_axis_final"] == a["active_freqs_all_final"]
     assert 1 <= a["svd_n50"] <= a["svd_n90"] <= a["svd_rank"]
+    assert a["grok_epoch"] == a["grok_epoch_99"] and a["grok_order"] == a["grok_order_99"]
+    assert a["missing"] == [] and a["omega_talk"]["columns"] == 168 and a["omega_talk"]["bins"] == 6
+    assert list(a["omega_talk"]["table1"]) == ["256"] and list(a["omega_talk"]["talk_columns"]) == [
+        "81", "101", "121", "141", "161"]
+    assert a["pos_cos_dims"] == TINY["d"]  # d = 16 < 37: all dims
     json.dumps(a, allow_nan=False)
     text = fa.report(a)
-    assert "mod 11" in text and "epoch 256" in text
+    assert "mod 11" in text and "256: " in text and "talk's rule" in text and "missing" not in text
+    assert "embedding key frequencies (ours, share > mean+2std): " in text
 
 
-def test_grokking_epochs():
-    epochs = np.array([0, 10, 20, 30])
-    acc = np.array([[0.1, 0.2, 0.0], [0.5, 0.995, 0.0], [0.99, 0.9, 0.3], [1.0, 1.0, 0.5]])
-    assert fa.grokking_epochs(epochs, acc) == [20, 10, None]
+def test_grokking_epochs_stay_above_the_level():
+    epochs = np.array([0, 10, 20, 30, 40])
+    acc = np.array([[0.1, 0.2, 0.0, 0.99, 0.96],
+                    [0.5, 0.995, 0.0, 0.99, 0.99],  # task 1 reaches 0.99 at 10, dips at 20
+                    [0.99, 0.9, 0.3, 0.99, 0.94],
+                    [1.0, 1.0, 0.5, 0.99, 0.97],
+                    [1.0, 0.999, 0.995, 0.99, 0.951]])
+    # first index from which every later value is >= the level, worked out by eye for each column
+    assert fa.grokking_epochs(epochs, acc) == [20, 30, 40, 0, None]
+    assert fa.grokking_epochs(epochs, acc, 0.95) == [20, 30, 40, 0, 30]  # task 4: >= 0.95 at 0 and 10, 0.94 at 20
+    assert fa.grokking_order(["a", "b", "c", "d", "e"], [20, 30, 40, 0, None]) == ["d", "a", "b", "c"]
 
 
 # ============================================================================ command line
@@ -330,8 +360,9 @@ def test_cli_reports_and_writes_analysis(tiny_run):
     assert "mod 11" in done.stdout and "grokking order" in done.stdout
     with open(os.path.join(out, "analysis.json")) as f:
         a = json.load(f)
-    for key in ("task", "p", "final_valid_acc", "pos_corr", "key_freqs", "svd_n50", "svd_n90",
-                "active_freqs", "grok_epoch", "grok_order"):
+    for key in ("task", "p", "final_valid_acc", "pos_corr", "pos_cos37", "key_freqs", "key_freqs_authors",
+                "svd_n50", "svd_n90", "active_freqs", "active_freqs_all", "active_freqs_axis", "omega_talk",
+                "grok_epoch_99", "grok_epoch_95", "grok_order_99", "grok_order_95"):
         assert key in a, key
 
 

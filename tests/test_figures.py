@@ -25,14 +25,14 @@ PANELS = {
     "fig01_neuron_activation": 1, "fig02_embedding_sinusoid": 2, "fig03_grokking": 2, "fig04_task_data": 2,
     "fig05_task_accuracy": 2, "fig06_positional_embeddings": 2, "fig07_token_embeddings_fourier": 2,
     "fig08_neurons": 6, "fig09_neuron_spectra": 6, "fig10_active_frequencies": 1,
-    "fig11_omega_and_accuracy": 2, "extra_loss_curves": 2, "extra_singular_values": 2,
+    "fig11_omega_and_accuracy": 3, "extra_loss_curves": 2, "extra_singular_values": 2,
     "extra_gradient_norms": 1, "extra_attention_nanda": 3 * HEADS, "extra_attention_miiii": 3 * HEADS,
     "extra_dft_matrix": 2, "extra_basis_control": 6, "extra_masked_accuracy": 2,
 }
 
 
 def make_run(out, task):
-    """A tiny real run with every training record (omega.npz, grad_norms.npz, params_256.npz)."""
+    """A tiny real run with every training record (omega.npz, omega_talk.npz, grad_norms.npz, params_256.npz)."""
     cfg = {**miiii.DEFAULTS, **TINY, "task": task, "p": TINY_P[task]}
     state = {}
     params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
@@ -155,13 +155,26 @@ def test_embedding_comparisons_on_built_embeddings():
     tok = rng.normal(0, 0.01, (p + 1, d))
     for j, k in enumerate((2, 7, 9)):
         tok[:p, j] += wave(p, k)
+    tok[:p, 3] += 0.5  # a constant: frequency 0 for the authors' rule, nothing for ours
     fig = figures.fig_token_embeddings_fourier(tok, tok)
     ax = figures.panels(fig)[0]
     red = [t.get_text() for t in ax.get_xticklabels() if t.get_color() == "red"]
     assert red == ["2", "7", "9"] == [str(k) for k in fa.embedding_fourier(tok)["key_freqs"]]
+    # two marker styles above the image: ours (triangles) and the authors' (circles), at the columns
+    ours, authors = ax.collections[:2]
+    assert "ours" in ours.get_label() and "authors'" in authors.get_label()
+    labels = fa.fourier_labels(p)
+    x_of = {0: 0.0, **{k: labels.index(f"cos {k}") + 0.5 for k in range(1, p // 2 + 1)}}  # cos k, sin k: 2k-1, 2k
+    assert ours.get_offsets()[:, 0].tolist() == [x_of[k] for k in (2, 7, 9)] == [3.5, 13.5, 17.5]
+    assert authors.get_offsets()[:, 0].tolist() == [x_of[k] for k in (0, 2, 7, 9)]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [ours.get_label(), authors.get_label()]
     pos = np.stack([wave(d, 1), wave(d, 1) * 0.5 + 0.1, wave(d, 2)])
     fig = figures.fig_positional_embeddings(pos, -pos)
-    assert all("= 1.00" in ax.get_title() for ax in figures.panels(fig))
+    # Pearson 1.00; cosine (d = 8 < 37: all dims) = 0.5 |w|^2 / (|w| |0.5 w + 0.1|) = 2 / (2 sqrt(1.08))
+    assert round(2 / (2 * np.sqrt(1.08)), 2) == 0.96
+    titles = [ax.get_title() for ax in figures.panels(fig)]
+    assert all("Pearson r = 1.00" in t and "cosine = 0.96" in t and "all 8 dims" in t for t in titles)
+    assert "talk: 0.95" in titles[0] and "0.64" in titles[1]
     for fig in (figures.fig_token_embeddings_fourier(tok, tok), figures.fig_singular_values(tok, tok * 2),
                 figures.fig_positional_embeddings(pos, pos)):
         assert len(figures.panels(fig)) == 2
@@ -176,7 +189,10 @@ def hand_metrics(T, L=20):
 
 
 def hand_omega(S=12, F=40, ever=(3, 17, 8), always=20):
-    """omega.npz arrays: ever[i] is active in the model from snapshot 2 + 3 i on, `always` throughout."""
+    """omega.npz arrays: ever[i] is active in the model from snapshot 2 + 3 i on, `always` throughout.
+
+    At p = 9, w = 3 is (0, 4), an axis frequency; 17 = (3, 3), 8 = (1, 4), 20 = (4, 1) mix x0 and x1.
+    """
     epochs = np.concatenate([[0], 2 ** np.arange(S - 1)])
     counts = np.ones((S, F), dtype=np.int64)
     active = np.zeros((S, F), dtype=bool)
@@ -189,17 +205,21 @@ def hand_omega(S=12, F=40, ever=(3, 17, 8), always=20):
             "share": np.full(S, 0.05), "active": active, "n_active": active.sum(axis=1)}
 
 
-def test_omega_rows_are_the_ever_active_frequencies_in_order_of_appearance():
+def test_omega_rows_are_the_ever_active_mixing_frequencies_in_order_of_appearance():
     omega = hand_omega()
-    rows, note = figures.omega_rows(omega)
-    assert rows.tolist() == [20, 3, 17, 8] and "4 frequencies ever active" in note
-    rows, note = figures.omega_rows(omega, max_rows=3)  # capped: the changing ones first, by peak count
-    assert rows.tolist() == [3, 17, 8] and "3 of the 4 ever active" in note
-    rows, note = figures.omega_rows(omega, max_rows=2)
-    assert rows.tolist() == [17, 8]
+    assert [tuple(omega["freqs"][w]) for w in (3, 17, 8, 20, 4, 5, 6)] == [
+        (0, 4), (3, 3), (1, 4), (4, 1), (1, 0), (1, 1), (1, 2)]
+    rows, note = figures.omega_rows(omega)  # w = 3, an axis frequency, is never a row
+    assert rows.tolist() == [20, 17, 8] and "3 mixing frequencies ever active" in note
+    rows, note = figures.omega_rows(omega, max_rows=2)  # capped: the changing ones first, by peak count
+    assert rows.tolist() == [17, 8] and "2 of the 3 mixing frequencies ever active" in note
+    rows, note = figures.omega_rows(omega, max_rows=1)
+    assert rows.tolist() == [8]  # peak 12 beats 17's 11
     quiet = {**omega, "active": np.zeros_like(omega["active"])}
-    rows, note = figures.omega_rows(quiet, max_rows=5)  # none active: the highest counts
-    assert rows.tolist() == [20, 8, 17, 3, 0] and "no frequency active" in note
+    rows, note = figures.omega_rows(quiet, max_rows=5)  # none active: the highest mixing counts
+    assert rows.tolist() == [20, 8, 17, 5, 6] and "no mixing frequency active" in note
+    # w = 20 is active throughout, w = 3 is an axis frequency, 17 and 8 join at snapshots 5 and 8
+    np.testing.assert_array_equal(figures.mixing_counts(omega), [1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3])
 
 
 def test_training_figures_on_hand_made_records():
@@ -208,12 +228,12 @@ def test_training_figures_on_hand_made_records():
     ax = figures.panels(fig)[0]
     p = 9
     labels = [t.get_text() for t in ax.get_yticklabels()]
-    expected = [f"({figures.signed_k(k0, p)}, {k1})" for k0, k1 in omega["freqs"][[20, 3, 17, 8]]]
-    assert labels == expected
-    assert len(ax.collections[1].get_offsets()) == omega["active"][1:].sum()  # a dot per active cell (epoch > 0)
+    expected = [f"({figures.signed_k(k0, p)}, {k1})" for k0, k1 in omega["freqs"][[20, 17, 8]]]
+    assert labels == expected == ["(4, 1)", "(3, 3)", "(1, 4)"]
+    assert len(ax.collections[1].get_offsets()) == omega["active"][1:][:, [20, 17, 8]].sum()  # a dot per active cell
     grad_norms = {"epochs": np.arange(0, 100, 10), **{n: np.linspace(2, 1, 10) for n in miiii.PARAM_NAMES}}
     attention = np.random.default_rng(0).dirichlet(np.ones(3), size=(3, 7, 7)).transpose(0, 3, 1, 2)
-    for fig, n in ((fig, 1), (figures.fig_omega_and_accuracy(omega, hand_metrics(T), [2, 3, 5, 7]), 2),
+    for fig, n in ((fig, 1), (figures.fig_omega_and_accuracy(omega, hand_metrics(T), [2, 3, 5, 7]), 3),
                    (figures.fig_grokking(hand_metrics(1)), 2),
                    (figures.fig_task_accuracy(hand_metrics(T), [2, 3, 5, 7]), 2),
                    (figures.fig_task_accuracy(hand_metrics(T), [2, 3, 5, 7], mask=[0, 0, 1, 1], loss=True), 2),
@@ -234,16 +254,69 @@ def test_task_data_shows_the_training_targets():
 
 
 # ============================================================================ Table 1
+def table_rows(text):
+    """{row label: [cells]} of a markdown table."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
 def test_table1_holds_fft_analysis_numbers(run_dirs, runs, tmp_path):
     analysis = fa.analyse_run(run_dirs["miiii"])
     omega = runs["miiii"]["omega"]
+    mixing = (omega["freqs"] != 0).all(axis=1)  # k0, k1 both non-zero
     reported = {int(e): n for e, n in analysis["active_freqs"].items()}
-    assert reported == {int(e): int(n) for e, n in zip(omega["epochs"], omega["n_active"]) if e in fa.TABLE1_EPOCHS}
+    assert reported == {int(e): int((a & mixing).sum()) for e, a in zip(omega["epochs"], omega["active"])
+                        if e in fa.TABLE1_EPOCHS}
     figures.draw_all({"miiii": runs["miiii"]}, str(tmp_path), ["png"], log=lambda line: None, warn=lambda line: None)
-    row = [line for line in open(tmp_path / "table1.md") if "this run" in line][0]
-    cells = [c.strip() for c in row.strip().strip("|").split("|")][1:]
-    assert cells == [str(reported[e]) if e in reported else "-" for e in fa.TABLE1_EPOCHS]
-    assert cells[0] != "-"  # a 300-epoch run reaches epoch 256
+    rows = table_rows(open(tmp_path / "table1.md").read())
+    (ours,) = [cells for label, cells in rows.items() if label.startswith("ours: mixing")]
+    assert ours == [str(reported[e]) if e in reported else "-" for e in fa.TABLE1_EPOCHS]
+    assert ours[0] != "-"  # a 300-epoch run reaches epoch 256
+    talk = analysis["omega_talk"]["table1"]["256"]
+    (count,) = [cells for label, cells in rows.items() if label.startswith("talk's rule, count")]
+    (printed,) = [cells for label, cells in rows.items() if label.startswith("talk's rule, printed")]
+    assert count == [str(talk["count"])] + ["-"] * 4 and printed == [str(talk["printed"])] + ["-"] * 4
+    assert talk["printed"] == int(np.floor(talk["count"] ** 0.75 + 1e-9))
+    (at_columns,) = [cells for label, cells in rows.items() if label.startswith("talk's rule at the talk's columns")]
+    shown = analysis["omega_talk"]["talk_columns"]
+    assert at_columns == [f"{v['printed']} ({v['count']})" for v in shown.values()]
+    assert rows["talk (p = 113), as printed"] == ["0", "0", "10", "18", "10"]
+
+
+def test_table1_markdown_on_a_hand_made_analysis():
+    talk = {"columns": 168, "approximated_columns": 7,
+            "table1": {"256": {"count": 0, "printed": 0}, "1024": {"count": 22, "printed": 10}},
+            "talk_columns": {str(i): {"epoch": e, "count": c, "printed": int(c ** 0.75)}
+                             for i, e, c in zip((81, 101, 121, 141, 161), (217, 818, 3089, 11658, 43998),
+                                                (0, 1, 22, 47, 23))}}
+    text = figures.table1_markdown({"active_freqs": {"256": 3, "1024": 5}, "omega_talk": talk}, "run A")
+    rows = table_rows(text)
+    assert rows["epoch"] == ["256", "1024", "4096", "16384", "65536"]
+    assert rows["ours: mixing frequencies active in the model, run A"] == ["3", "5", "-", "-", "-"]
+    assert rows["talk's rule, count (neuron 0, nearest of 168 columns), run A"] == ["0", "22", "-", "-", "-"]
+    assert rows["talk's rule, printed floor(count^0.75), run A"] == ["0", "10", "-", "-", "-"]
+    (at_columns,) = [cells for label, cells in rows.items() if "(here epochs 217, 818, 3089, 11658, 43998)" in label]
+    assert at_columns == ["0 (0)", "1 (1)", "10 (22)", "17 (47)", "10 (23)"]
+    assert "7 of 168 columns approximated" in text
+    old = table_rows(figures.table1_markdown({"active_freqs": {}, "omega_talk": None}))
+    assert all(cells == ["-"] * 5 for label, cells in old.items() if label.startswith(("ours", "talk's rule")))
+    assert "not recorded" in figures.table1_markdown({"active_freqs": {}, "omega_talk": None})
+
+
+def test_omega_counts_panel_shows_ours_and_the_talks_rule():
+    omega = hand_omega()
+    talk = fa.talk_omega(np.arange(0, 1025), np.outer(np.arange(1025.0), [1.0, 0.5]) + [0.0, 2.0], 1024)
+    fig = figures.fig_omega_and_accuracy(omega, hand_metrics(4), [2, 3, 5, 7], talk=talk)
+    middle = figures.panels(fig)[1]
+    ours, raw, printed = middle.lines
+    np.testing.assert_array_equal(ours.get_ydata(), figures.mixing_counts(omega)[1:])  # epoch 0 is off the log axis
+    np.testing.assert_array_equal(raw.get_ydata(), talk["counts"])
+    assert printed.get_ydata().tolist() == [int(np.floor(c ** 0.75 + 1e-9)) for c in talk["counts"]]
+    check_labelled(fig)
 
 
 # ============================================================================ command line
@@ -262,7 +335,7 @@ def test_cli_skips_what_is_missing_with_one_line_each(run_dirs, tmp_path):
     bare = tmp_path / "miiii-no-records"
     shutil.copytree(run_dirs["miiii"], bare)
     for name in os.listdir(bare):
-        if name in ("omega.npz", "grad_norms.npz") or name.startswith("params_"):
+        if name in ("omega.npz", "omega_talk.npz", "grad_norms.npz") or name.startswith("params_"):
             os.remove(bare / name)
     out = tmp_path / "figs"
     result = run_cli("--miiii", bare, "--out", out, "--format", "svg,pdf")
@@ -312,3 +385,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(run_dirs, tmp_path, args, message)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
     assert not out.exists()  # nothing written
+
+
+def test_cli_with_no_run_draws_what_needs_none_and_says_how_to_use_it(tmp_path):
+    result = run_cli("--out", tmp_path / "figs")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("figures.py: no run given") and "usage: figures.py --nanda RUN_DIR" in lines[0]
+    assert "--dpi" in lines[0] and "--dpi" in figures.__doc__.split("\n\n")[1]  # the synopsis shows --dpi
+    assert sorted(os.listdir(tmp_path / "figs")) == ["extra_dft_matrix.png", "fig04_task_data.png"]
