@@ -869,12 +869,18 @@ def save_json(path, obj):
 
 
 def write_npz(f, arrays):
-    """np.savez with a fixed timestamp in every zip entry, so equal arrays give equal file bytes."""
-    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    """np.savez with a fixed timestamp in every zip entry, so equal arrays give equal file bytes.
+
+    Integer and boolean arrays (the analysis records: counts that are mostly zero) are deflated,
+    float arrays (weights: incompressible) are stored; np.load reads both.
+    """
+    with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
         for name, a in arrays.items():
+            a = np.asanyarray(a)
             info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED if a.dtype.kind in "biu" else zipfile.ZIP_STORED
             with zf.open(info, "w", force_zip64=True) as entry:
-                np.lib.format.write_array(entry, np.asanyarray(a), allow_pickle=False)
+                np.lib.format.write_array(entry, a, allow_pickle=False)
 
 
 def save_npz(path, arrays):
