@@ -529,15 +529,39 @@ def loss_and_grads(params, x, y, moduli, mask=None, dropout=0.0, rng=None):
     return loss, backward(cross_entropy_backward(ce_cache), cache)
 
 
-def evaluate(params, x, y, classes, index_sets):
-    """Per-task loss (CE / ln q) and accuracy, dropout off, for each index set; host numpy arrays."""
+def softmax_collapse(logits, y, classes):
+    """Where a naive float32 softmax would collapse (Prieto et al. 2025), per sample and task (N, T) bool.
+
+    sum_is_one: the head's softmax denominator exp(z - max) summed and rounded to float32 is exactly 1,
+    i.e. the other classes' mass is <= 2^-24 (1 + x rounds to 1 there; a naive float32 sum, adding
+    one class at a time, may absorb a little more); grad_zero: besides, the target is the
+    head's maximum, so p_t rounds to 1 and the naive gradient p_t - 1 is exactly 0. (Our loss keeps
+    that gradient; this measures how much of the data a float32 softmax would have stopped learning.)
+    """
+    layout = head_layout(classes)
+    head_max = segment_reduce("max", logits, layout)  # (N, T)
+    exp = xp.exp(logits - segment_expand(head_max, layout))  # (N, C), the max of each head -> 1
+    others = segment_reduce("sum", exp, layout, dtype=xp.float64) - 1.0  # (N, T); a tie at the max -> >= 1
+    sum_is_one = others <= 2.0 ** -24
+    target = y + layout["offsets_xp"][None, :]
+    is_max = logits[xp.arange(len(y))[:, None], target] == head_max  # (N, T)
+    return sum_is_one, sum_is_one & is_max
+
+
+def evaluate(params, x, y, classes, index_sets, collapse=False):
+    """Per-task loss (CE / ln q) and accuracy, dropout off, for each index set; host numpy arrays.
+
+    collapse=True adds, per set, the shares of softmax_collapse's sum_is_one and grad_zero per task.
+    """
     logits, _ = forward(params, x)
     _, ce_cache = cross_entropy_forward(logits, y, classes)
     nll, correct = ce_cache["nll"], head_accuracy(logits, y, classes)  # (N, T) each
+    measures = [nll, correct] + (list(softmax_collapse(logits, y, classes)) if collapse else [])
     log_q = head_layout(classes)["log_q"]
     out = []
     for idx in index_sets:  # train and valid: two sets, not a loop over data
-        out.append((to_host(nll[idx].mean(axis=0)) / log_q, to_host(correct[idx].mean(axis=0))))
+        shares = [to_host(m[idx].mean(axis=0)) for m in measures]  # (T,) each
+        out.append((shares[0] / log_q, *shares[1:]))
     return out
 
 
@@ -548,7 +572,9 @@ DEFAULTS = {
     "epochs": 65536, "seed": 0, "b1": 0.9, "b2": 0.98, "eps": 1e-8, "log_every": 0, "gpu": False,
     "alpha_fast": 0.9, "lamb_schedule": "constant",
 }
-METRIC_KEYS = ("train_loss", "valid_loss", "train_acc", "valid_acc")
+METRIC_KEYS = ("train_loss", "valid_loss", "train_acc", "valid_acc", "collapse_sum", "collapse_grad")
+# collapse_*: shares of the training samples where a naive float32 softmax would sum to exactly 1 /
+# give the target exactly zero gradient (softmax_collapse), per task
 CHECKPOINT_SECONDS = 180.0  # --checkpoint-every 0: a checkpoint every ~3 minutes of training
 
 
@@ -660,9 +686,12 @@ def extend_state(state, cfg):
     epochs, planned = int(cfg["epochs"]), len(state["step_loss"])
     if state["epoch"] > epochs or planned > epochs:
         raise UsageError(f"the run has {max(planned, state['epoch'])} epochs; --epochs {epochs} would shorten it")
+    metrics = state["metrics"]
+    for key in METRIC_KEYS:  # a checkpoint made before a metric existed: unknown (NaN) where logged
+        if key not in metrics:
+            metrics[key] = np.full_like(metrics["valid_acc"], np.nan)
     if planned == epochs:
         return state
-    metrics = state["metrics"]
     old = metrics["epochs"]
     new = log_epochs(epochs, int(cfg["log_every"]))
     added = new[new > planned]
@@ -753,9 +782,10 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
         logged_now = li < len(logged) and logged[li] == epoch
         clock = time.perf_counter()
         if logged_now:  # metrics after `epoch` steps, dropout off
-            (tl, ta), (vl, va) = evaluate(params, x, y, classes, (train_idx, valid_idx))
+            (tl, ta, cs, cg), (vl, va, _, _) = evaluate(params, x, y, classes, (train_idx, valid_idx), True)
             metrics["train_loss"][li], metrics["train_acc"][li] = tl, ta
             metrics["valid_loss"][li], metrics["valid_acc"][li] = vl, va
+            metrics["collapse_sum"][li], metrics["collapse_grad"][li] = cs, cg
             acc = (ta, va)
             state["n_logged"] = li + 1
             timing["evaluations"] += 1

@@ -158,3 +158,30 @@ def test_masked_weights_and_a_consumed_cache():
     assert (grad[:, :5] == 0).all() and (grad[:, -13:] == 0).all()  # heads 2, 3 and 13: no gradient
     with pytest.raises(ValueError, match="used already"):  # the gradient reused the cache's buffer
         miiii.cross_entropy_backward(cache)
+
+
+def test_softmax_collapse_measure_matches_a_naive_float32_softmax():
+    """softmax_collapse against the thing it measures: a float32 softmax computed here head by head
+    (shift by the max, float32 exp, the sum correctly rounded to float32, p_t = e_t / sum), on rows
+    whose margins span the collapse threshold (the others 5 .. 30 below the max), ties included.
+    (A naive float32 sum may absorb a little more, depending on its order of additions: adding
+    2^-25 to 1 twice gives 1, adding it to itself first does not; the measure fixes the order.)"""
+    rng = np.random.default_rng(11)
+    N, classes = 400, [3, 7, 11]
+    y = np.stack([rng.integers(0, q, N) for q in classes], axis=1)
+    logits = rng.uniform(-1, 0, (N, 21)).astype(np.float32)
+    margin = rng.uniform(5, 30, (N, 3)).astype(np.float32)
+    offsets = np.array([0, 3, 10])
+    for t, (off, q) in enumerate(zip(offsets, classes)):
+        top = np.where(rng.random(N) < 0.7, y[:, t], rng.integers(0, q, N))  # mostly the target on top
+        logits[np.arange(N), off + top] = margin[:, t]
+    logits[:5, 3:5] = 7.0  # ties at the maximum of head 1
+    sum_is_one, grad_zero = miiii.softmax_collapse(logits, y, classes)
+    for t, (off, q) in enumerate(zip(offsets, classes)):
+        z = logits[:, off:off + q]
+        e = np.exp(z - z.max(axis=1, keepdims=True))  # float32
+        total = e.astype(np.float64).sum(axis=1).astype(np.float32)  # correctly rounded
+        p_t = e[np.arange(N), y[:, t]] / total
+        np.testing.assert_array_equal(sum_is_one[:, t], total == np.float32(1.0))
+        np.testing.assert_array_equal(grad_zero[:, t], p_t - np.float32(1.0) == 0)
+    assert 0.2 < grad_zero.mean() < 0.8 and (sum_is_one & ~grad_zero).any()  # the case mix is real
