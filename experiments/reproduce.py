@@ -151,7 +151,8 @@ def run_all(runs, jobs, threads):
             if proc.poll() is not None:
                 log.close()
                 done[name] = (proc.returncode, time.time() - start)
-                record_wall_time(name, time.time() - start, threads, jobs)
+                if proc.returncode == 0:  # an interrupted piece is not a run's time
+                    record_wall_time(name, time.time() - start, threads, jobs)
                 print(f"finished {name}: exit {proc.returncode}, {(time.time() - start) / 60:.1f} min", flush=True)
                 del running[name]
     return done
