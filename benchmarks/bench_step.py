@@ -106,6 +106,7 @@ def time_steps(cfg, steps, sync):
     """Median seconds of one training step (after one warm-up step) and its useful FLOPs."""
     task, params, x, y = setup(cfg)
     classes, mask = task["classes"], task["mask"]  # host mask, as miiii.train passes it
+    miiii.keep_freed_memory()  # as miiii.train does
     opt, ema = grokfast.adamw_init(params), grokfast.ema_init(params)
 
     def step(epoch):
