@@ -104,6 +104,43 @@ Grokking epoch of a task: the first logged epoch FROM WHICH its validation accur
 to the end of the run (and the same for >= 0.95, the level the authors read by eye); None if the
 last logged accuracy is below the level.
 
+Progress measures (Nanda et al. 2023, "Progress measures for grokking via mechanistic
+interpretability", §5; `progress_measures`), computed from parameters kept during training:
+* Key waves of a task head, from the FINAL parameters (params.npz) and used at EVERY recorded epoch,
+  as Nanda et al. use the final model's key frequencies. The head's logits on all p^2 inputs, one
+  (p, p) grid [x0, x1] per class, centred over the classes (softmax ignores a shift shared by all
+  classes) and over the inputs; |rfft2|^2 summed over the classes and folded as the neuron spectra,
+  so each entry is one 2D wave w = (k0, k1), cos(2 pi (k0 x0 + k1 x1) / p + phi). The key waves are
+  the fewest waves, largest share first, whose shares of that energy reach KEY_ENERGY = 90 %: their
+  number is data-driven. For T_nanda, whose logits are ~ sum_k cos(2 pi k (x0 + x1 - c) / p), these
+  are the waves (k, k): k is a key frequency in Nanda's sense (`key_freqs_sum` in analysis.json
+  when every key wave is one).
+* Restricted logits: each class's grid projected onto span{1, cos and sin of every key wave}
+  (orthogonally, via fft2: the key entries, their mirrors (-k0, -k1) and the constant kept);
+  restricted loss = their loss on ALL p^2 inputs. Excluded logits: the key waves removed (the
+  constant and all other waves kept); excluded loss = their loss on the TRAINING inputs. Losses are
+  per task, mean cross-entropy / ln q (chance 1.0), as miiii's metrics; float64 on the host.
+* Sum of squared weights: of all nine parameters.
+* T_miiii (n mod q, n = x0 + p x1). A function of n mod q is q-periodic in n, i.e. a combination of
+  waves cos(2 pi j (x0 + p x1) / q + phi), j = 1 .. q//2. On the p x p grid such a wave has
+  frequency j p / q along x0 and j p^2 / q along x1 (cycles per p samples), integers only if q
+  divides p -- never for a prime q < p. So it is on no DFT bin: its energy leaks, sinc-like, over
+  many (k0, k1), most near (round(j p / q), round(j p^2 / q) mod p) (for q = 2, odd p: around
+  (p/2, p/2)). We do not pick bins by formula: each head gets its key waves exactly as T_nanda's,
+  from that head's final logits. Consequence: a head needs many more bins for 90 % of its energy
+  (tens to hundreds at p = 23, against 3 for a T_nanda model that grokked), the restriction is
+  to those bins rather than to the head's q-periodic waves, and removing them (excluded loss) also
+  removes much of whatever else the head computes. Read T_miiii's curves with that in mind.
+* Phase starts per task (each the first RECORDED epoch at which, None if never; epochs at the
+  resolution of the schedule below), losses in the ln q normalisation:
+    memorisation      training loss <= 0.9 x min(its value at the first recorded epoch, 1.0)
+                      (10 % below chance; a fresh model often starts above chance)
+    circuit formation from then on, excluded loss - training loss >= 0.1: the training fit starts
+                      to depend on the key waves (while memorising, removing them costs ~nothing)
+    clean-up          from then on, restricted loss <= 0.5 x its value at the circuit start
+  The weight norm is shown beside them, not used by the rules. GrokFast runs move fast: the phases
+  may start at the same recorded epoch.
+
 During training (`training_hooks`)
 ----------------------------------
 * Snapshots of C(w), live neurons, r, the model-level active set and its size at `snapshot_epochs`:
@@ -120,6 +157,11 @@ During training (`training_hooks`)
 * The L2 norm of each parameter's raw (unfiltered) gradient at every logged epoch < the last
   (no gradient is computed after the last step); the gradient at epoch e is the one of step e -> e+1.
 * A copy of the parameters at each Table-1 epoch reached.
+* A host float32 copy of the parameters at `progress_epochs(E)`: the union of {0, E},
+  round(geomspace(1, E, 24)) and round(linspace(0, E, 41)) (np.round, half to even; repeats merged):
+  64 epochs at E = 65,536, 62 at 600, 63 at 3,000. Memory and file size: 64 x the model (~220 MB
+  for T_nanda at p = 113, d = 256; ~300 MB for T_miiii), also carried in the checkpoint. An
+  extended run keeps the old epochs and adds the new length's epochs beyond the old end.
 Hooks only read params and grads (the saved parameters are copies), draw no random numbers and
 run nothing at other epochs, so training gives bit-identical weights with and without them.
 
@@ -129,6 +171,15 @@ Files written into the run directory (plain numpy arrays, atomic writes)
   omega_talk.npz  epochs (R,) int64, spectra (R, (p-1)//2 + 1) float64: neuron 0, the talk's rule
   grad_norms.npz  epochs (L,) int64 and one (L,) float64 array per parameter name
   params_<E>.npz  the parameters at epoch E, under the SPEC names
+  progress_params.npz  the parameters at each progress epoch e, as arrays "<e>/<NAME>" (float32;
+                  large, stays local)
+  progress.npz    written by the command line from progress_params.npz (small, committed):
+                  epochs (S,) int64, moduli (T,) int64, train_loss, valid_loss, restricted_loss,
+                  excluded_loss (S, T) float64, sum_sq_weights (S,) float64, key_waves (K, 3)
+                  int64 rows (task, k0, k1) as frequency_index (k0 > p/2: negative k0 - p),
+                  largest share first per task, key_share (K,) float64 each wave's share of its
+                  head's final logit energy, key_energy () the 90 % level, phases (T, 3) int64 the
+                  starts of memorisation, circuit formation, clean-up (-1: not found)
   analysis.json   written by the command line: see `analyse_run`
 Run directories made before a record existed are still analysed; the report names what is missing.
 """
@@ -157,6 +208,15 @@ TALK_PRINT_POWER = 0.75  # the talk prints floor(count ** 0.75)
 TALK_COLUMNS_SHOWN = (81, 101, 121, 141, 161)  # the talk's Table-1 columns, 0-based (module doc)
 TALK_TABLE1 = {256: 0, 1024: 0, 4096: 10, 16384: 18, 65536: 10}  # the talk's Table 1 as printed (p = 113)
 POS_COS_DIMS = 37  # authors' positional similarity: cosine over the first 37 dimensions
+# progress measures (Nanda et al. 2023, §5; module doc)
+PROGRESS_LOG = 24  # log-spaced progress epochs: round(geomspace(1, E, 24))
+PROGRESS_LINEAR = 40  # evenly spaced ones: round(linspace(0, E, 41)), i.e. every E/40
+KEY_ENERGY = 0.9  # key waves of a head: the fewest explaining 90 % of its (centred) logit energy
+MEMO_DROP = 0.1  # memorisation starts when the training loss is 10 % below chance (or its first value)
+CIRCUIT_GAP = 0.1  # circuit formation starts when excluded loss - training loss >= 0.1 (chance = 1)
+CLEANUP_FRACTION = 0.5  # clean-up starts when the restricted loss is half its value at circuit formation
+PHASES = ("memorisation", "circuit_formation", "cleanup")
+PROGRESS_WAVES_SHOWN = 16  # key waves listed per task in analysis.json (all are in progress.npz)
 
 
 class RunError(Exception):
@@ -538,6 +598,216 @@ def talk_summary(talk, last_epoch):
             "column_epochs": cols.tolist(), "counts": talk["counts"].tolist()}
 
 
+# ============================================================================ progress measures
+def progress_epochs(epochs, n_log=PROGRESS_LOG, n_linear=PROGRESS_LINEAR):
+    """Sorted int64 epochs at which the parameters are kept for the progress measures (module doc).
+
+    The union of {0, E}, round(geomspace(1, E, n_log)) and round(linspace(0, E, n_linear + 1))
+    (np.round: half to even), repeats merged. Depends on E only, so a resumed run records the same.
+    """
+    E = int(epochs)
+    if E < 1:
+        return np.zeros(1, dtype=np.int64)  # a 0-epoch run: the initial weights only
+    log = np.round(np.geomspace(1, E, n_log))  # (n_log,) dense early, where memorisation happens
+    linear = np.round(np.linspace(0, E, n_linear + 1))  # (n_linear + 1,) even over the whole run
+    return np.unique(np.concatenate([[0, E], log, linear]).astype(np.int64))
+
+
+def sum_squared_weights(params):
+    """Nanda et al.'s weight norm: the sum of the squares of every parameter (all nine), float64."""
+    return float(sum((np.asarray(params[name], dtype=np.float64) ** 2).sum() for name in miiii.PARAM_NAMES))
+
+
+def all_logits(params, p, batch=16384):
+    """(p*p, C) float64 host logits for every input in sample order, dropout off."""
+    params = device_params(params)
+    x = miiii.to_device(all_inputs(p))  # (N, 3)
+    parts = [miiii.to_host(miiii.forward(params, x[i:i + batch])[0]) for i in range(0, p * p, batch)]
+    return np.concatenate(parts, axis=0).astype(np.float64)  # (N, C)
+
+
+def head_loss(logits, y):
+    """Mean cross-entropy / ln q of logits (M, q) float64 against targets y (M,): chance = 1.0.
+
+    The same per-task normalisation as miiii's metrics; float64, the largest class's term set aside
+    so that a confident answer keeps its tiny loss (log1p of the others' mass, as miiii does).
+    """
+    M, q = logits.shape
+    z = logits - logits.max(axis=1, keepdims=True)  # (M, q), largest entry 0
+    e = np.exp(z)
+    e[np.arange(M), z.argmax(axis=1)] = 0.0  # the largest class: exp(0) = 1, taken out of the sum
+    lse = np.log1p(e.sum(axis=1))  # (M,) log sum exp
+    return float((lse - z[np.arange(M), y]).mean() / math.log(q))
+
+
+def logit_grids(logits, p):
+    """(N, q) logits in sample order -> (p, p, q) grids [x0, x1, class] (SPEC §1: reshape(p, p).T)."""
+    return logits.reshape(p, p, -1).transpose(1, 0, 2)  # (x1, x0, q) -> (x0, x1, q)
+
+
+def wave_energy(logits, p):
+    """(F,) each 2D wave's share of a head's logit energy; logits (N, q) in sample order.
+
+    The logits are first centred over the classes (a shift shared by all classes of an input does not
+    change the softmax) and over the inputs (each class's constant is kept by every restriction and
+    is not a wave); then |rfft2|^2 over (x0, x1), summed over the classes, folded as the neuron
+    spectra (frequency_index): entry w is the wave cos(2 pi (k0 x0 + k1 x1) / p + phi).
+    """
+    g = logit_grids(logits, p)  # (p, p, q)
+    g = g - g.mean(axis=2, keepdims=True)  # over the classes
+    g = g - g.mean(axis=(0, 1), keepdims=True)  # over the inputs
+    spec = np.fft.rfft2(g, axes=(0, 1))  # (p, p//2+1, q) [k0, k1, class]
+    power = (spec.real ** 2 + spec.imag ** 2).sum(axis=2)  # (p, p//2+1)
+    energy = fold(power)  # (F,)
+    total = energy.sum()
+    return energy / total if total > 0 else energy
+
+
+def key_waves(logits, p, level=KEY_ENERGY):
+    """The key waves of a head: the fewest waves whose shares reach `level` of its logit energy.
+
+    Returns (waves (K, 2) int64 as (k0, k1) of frequency_index, shares (K,)), largest share first.
+    No energy at all (constant logits): no key wave.
+    """
+    share = wave_energy(logits, p)  # (F,)
+    if share.sum() <= 0:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    order = np.argsort(-share, kind="stable")  # (F,), ties: frequency_index order
+    n = int(np.searchsorted(np.cumsum(share[order]), level * (1 - 1e-9))) + 1  # 1e-9: exact sums reach it
+    keep = order[:min(n, len(order))]
+    return frequency_index(p)[keep], share[keep]
+
+
+def wave_mask(p, waves):
+    """(p, p) bool over the full fft2 grid [k0, k1]: the constant, each wave and its mirror (-k0, -k1).
+
+    A set closed under the mirror keeps an inverse FFT real: the mask is an orthogonal projection
+    onto span{1, cos(2 pi (k0 x0 + k1 x1)/p), sin(...) for each wave}.
+    """
+    mask = np.zeros((p, p), dtype=bool)
+    mask[0, 0] = True
+    waves = np.asarray(waves, dtype=np.int64).reshape(-1, 2)
+    mask[waves[:, 0] % p, waves[:, 1] % p] = True
+    mask[-waves[:, 0] % p, -waves[:, 1] % p] = True
+    return mask
+
+
+def restrict_logits(logits, p, waves, keep=True):
+    """Logits (N, q) projected, per class, onto the key waves plus the constant (keep=True: the
+    restricted logits), or with the key waves removed, constant kept (keep=False: the excluded ones).
+
+    The projection is over the (p, p) grid of inputs (x0, x1) of each class column; returns (N, q)
+    in sample order.
+    """
+    mask = wave_mask(p, waves)  # (p, p) [k0, k1]
+    if not keep:
+        mask = ~mask
+        mask[0, 0] = True  # the constant stays in both
+    spec = np.fft.fft2(logit_grids(logits, p), axes=(0, 1))  # (p, p, q)
+    g = np.fft.ifft2(spec * mask[:, :, None], axes=(0, 1)).real  # (p, p, q) [x0, x1, class]
+    return g.transpose(1, 0, 2).reshape(p * p, -1)  # back to sample order (N, q)
+
+
+def restricted_and_excluded(logits, y, p, waves, train):
+    """(restricted loss on all inputs, excluded loss on the training inputs) of one head (module doc).
+
+    logits (N, q) and y (N,) in sample order, train the training sample indices.
+    """
+    restricted = head_loss(restrict_logits(logits, p, waves, keep=True), y)
+    excluded = restrict_logits(logits, p, waves, keep=False)[train]  # (n_train, q)
+    return restricted, head_loss(excluded, y[train])
+
+
+def first_epoch(epochs, condition, start=None):
+    """The first epoch >= start (all when None) at which condition (S,) bool holds, or None."""
+    ok = np.asarray(condition) & (True if start is None else np.asarray(epochs) >= start)
+    return int(np.asarray(epochs)[np.argmax(ok)]) if ok.any() else None
+
+
+def phase_starts(epochs, train_loss, restricted_loss, excluded_loss):
+    """Starts of memorisation, circuit formation and clean-up for one task (module doc), or None.
+
+    All arrays (S,) at the recorded epochs, losses in the ln q normalisation (chance = 1).
+    """
+    train_loss, restricted_loss = np.asarray(train_loss), np.asarray(restricted_loss)
+    # below chance, not just below a start that may lie above it (a fresh model's loss is often > 1)
+    memo = first_epoch(epochs, train_loss <= (1 - MEMO_DROP) * min(train_loss[0], 1.0))
+    if memo is None:
+        return [None, None, None]
+    circuit = first_epoch(epochs, np.asarray(excluded_loss) - train_loss >= CIRCUIT_GAP, memo)
+    if circuit is None:
+        return [memo, None, None]
+    at_circuit = restricted_loss[list(epochs).index(circuit)]
+    cleanup = first_epoch(epochs, restricted_loss <= CLEANUP_FRACTION * at_circuit, circuit)
+    return [memo, circuit, cleanup]
+
+
+def progress_measures(run):
+    """Nanda et al.'s progress measures at every recorded epoch of a loaded run (module doc).
+
+    run: a load_run dict with "progress_params" ({epoch: params}). Key waves come from the FINAL
+    parameters (params.npz) and are used at every epoch. Returns progress.npz's arrays.
+    """
+    config, p = run["config"], int(run["config"]["p"])
+    task = miiii.make_task(config["task"], p, config.get("train_frac", 0.5), config.get("seed", 0))
+    classes, y = task["classes"], task["y"]  # (T,), (N, T)
+    offsets = np.concatenate([[0], np.cumsum(classes)]).astype(int)  # head t: columns offsets[t]:offsets[t+1]
+    final = all_logits(run["params"], p)  # (N, C)
+    keys = [key_waves(final[:, offsets[t]:offsets[t + 1]], p) for t in range(len(classes))]
+    snaps = by_epoch(run["progress_params"])
+    epochs = np.array(sorted(snaps), dtype=np.int64)  # (S,)
+    S, T = len(epochs), len(classes)
+    out = {name: np.zeros((S, T)) for name in ("train_loss", "valid_loss", "restricted_loss", "excluded_loss")}
+    out["sum_sq_weights"] = np.zeros(S)
+    for i, e in enumerate(epochs.tolist()):
+        logits = all_logits(snaps[e], p)  # (N, C)
+        out["sum_sq_weights"][i] = sum_squared_weights(snaps[e])
+        for t in range(T):
+            head, yt = logits[:, offsets[t]:offsets[t + 1]], y[:, t]  # (N, q), (N,)
+            out["train_loss"][i, t] = head_loss(head[task["train"]], yt[task["train"]])
+            out["valid_loss"][i, t] = head_loss(head[task["valid"]], yt[task["valid"]]) if len(task["valid"]) else np.nan
+            out["restricted_loss"][i, t], out["excluded_loss"][i, t] = restricted_and_excluded(
+                head, yt, p, keys[t][0], task["train"])
+    phases = [phase_starts(epochs, out["train_loss"][:, t], out["restricted_loss"][:, t], out["excluded_loss"][:, t])
+              for t in range(T)]
+    out.update({
+        "epochs": epochs, "moduli": np.array(task["moduli"], dtype=np.int64),
+        "key_waves": np.array([[t, k0, k1] for t in range(T) for k0, k1 in keys[t][0].tolist()],
+                              dtype=np.int64).reshape(-1, 3),  # (K, 3): task, k0, k1
+        "key_share": np.concatenate([keys[t][1] for t in range(T)]).astype(np.float64),  # (K,)
+        "key_energy": np.array(KEY_ENERGY),
+        "phases": np.array([[-1 if e is None else e for e in ph] for ph in phases], dtype=np.int64),  # (T, 3)
+    })
+    return out
+
+
+def signed_wave(k0, k1, p):
+    """A folded (k0, k1) as shown to people: k0 above p/2 is the negative frequency k0 - p."""
+    return [int(k0) - p if 2 * int(k0) > p else int(k0), int(k1)]
+
+
+def progress_summary(pm, labels, p, shown=PROGRESS_WAVES_SHOWN):
+    """analysis.json's "progress": per task the key waves, their energy share, the phase starts and
+    the final restricted / excluded losses (the full arrays are in progress.npz)."""
+    tasks = {}
+    for t, label in enumerate(labels):
+        rows = pm["key_waves"][:, 0] == t
+        waves = [signed_wave(k0, k1, p) for k0, k1 in pm["key_waves"][rows, 1:].tolist()]
+        diagonal = sorted(k0 for k0, k1 in waves if k0 == k1)  # waves of x0 + x1: Nanda's key frequencies k
+        tasks[label] = {
+            "n_key_waves": len(waves), "key_waves": waves[:shown],
+            "key_freqs_sum": diagonal if len(diagonal) == len(waves) else None,
+            "key_share": float(pm["key_share"][rows].sum()),
+            "phases": dict(zip(PHASES, [None if e < 0 else int(e) for e in pm["phases"][t].tolist()])),
+            "final_restricted_loss": float(pm["restricted_loss"][-1, t]),
+            "final_excluded_loss": float(pm["excluded_loss"][-1, t]),
+            "final_train_loss": float(pm["train_loss"][-1, t]),
+        }
+    return {"recorded_epochs": len(pm["epochs"]), "key_energy": float(pm["key_energy"]),
+            "sum_sq_weights_first": float(pm["sum_sq_weights"][0]),
+            "sum_sq_weights_final": float(pm["sum_sq_weights"][-1]), "tasks": tasks}
+
+
 # ============================================================================ during training
 def snapshot_epochs(epochs, per_octave=SNAPSHOTS_PER_OCTAVE):
     """Sorted int64 epochs for snapshots: 0, the end, Table-1 epochs reached, `per_octave` per doubling."""
@@ -558,7 +828,7 @@ def by_epoch(records):
 def training_hooks(cfg, state, per_octave=SNAPSHOTS_PER_OCTAVE):
     """Hook dicts for miiii.train that record Omega snapshots, gradient norms and Table-1 params into `state`.
 
-    `state` is a plain dict (keys: p, omega, omega_talk, grad_norms, snapshots, timing), keyed by
+    `state` is a plain dict (keys: p, omega, omega_talk, grad_norms, snapshots, progress, timing), keyed by
     epoch, so an epoch seen twice (a resumed run) is stored once; write it out with
     write_training_records. A run extended to more epochs calls this again with the new cfg and
     the old records: the new length's schedules go on from there, the old records stay.
@@ -566,7 +836,7 @@ def training_hooks(cfg, state, per_octave=SNAPSHOTS_PER_OCTAVE):
     cfg = {**miiii.DEFAULTS, **cfg}
     p, epochs = int(cfg["p"]), int(cfg["epochs"])
     state.setdefault("p", p)
-    for key in ("omega", "omega_talk", "grad_norms", "snapshots"):
+    for key in ("omega", "omega_talk", "grad_norms", "snapshots", "progress"):
         state[key] = by_epoch(state.get(key, {}))  # a checkpoint may have turned the keys into strings
     state.setdefault("timing", {"snapshot_s": 0.0, "snapshots": 0})
     talk_x = {}  # the talk's inputs on the backend, made at the first call (the backend is set by then)
@@ -589,11 +859,17 @@ def training_hooks(cfg, state, per_octave=SNAPSHOTS_PER_OCTAVE):
         # copies: training updates the arrays in place
         state["snapshots"][int(epoch)] = {name: np.array(miiii.to_host(w), copy=True) for name, w in params.items()}
 
+    def record_progress(epoch, params):
+        # host float32 copies (training updates the arrays in place), for progress_measures
+        state["progress"][int(epoch)] = {name: np.array(miiii.to_host(params[name]), dtype=np.float32, copy=True)
+                                         for name in miiii.PARAM_NAMES}
+
     return [
         {"snapshot": record_omega, "snapshot_epochs": set(snapshot_epochs(epochs, per_octave).tolist())},
         {"grads": record_grads},
         {"snapshot": record_params, "snapshot_epochs": {e for e in TABLE1_EPOCHS if e <= epochs}},
         {"snapshot": record_talk, "snapshot_epochs": set(talk_epochs(epochs).tolist())},
+        {"snapshot": record_progress, "snapshot_epochs": set(progress_epochs(epochs).tolist())},
     ]
 
 
@@ -614,7 +890,8 @@ def omega_arrays(state):
 
 
 def write_training_records(run_dir, state):
-    """Write omega.npz, omega_talk.npz, grad_norms.npz and params_<epoch>.npz from the hooks' state."""
+    """Write omega.npz, omega_talk.npz, grad_norms.npz, params_<epoch>.npz and progress_params.npz
+    from the hooks' state."""
     os.makedirs(run_dir, exist_ok=True)
     if state.get("omega"):
         miiii.save_npz(os.path.join(run_dir, "omega.npz"), omega_arrays(state))
@@ -633,13 +910,18 @@ def write_training_records(run_dir, state):
         miiii.save_npz(os.path.join(run_dir, "grad_norms.npz"), arrays)
     for epoch, params in by_epoch(state.get("snapshots", {})).items():
         miiii.save_npz(os.path.join(run_dir, f"params_{int(epoch)}.npz"), params)
+    if state.get("progress"):  # one file: "<epoch>/<name>" for every recorded epoch and parameter
+        progress = by_epoch(state["progress"])
+        miiii.save_npz(os.path.join(run_dir, PROGRESS_PARAMS), {
+            f"{e}/{name}": progress[e][name] for e in sorted(progress) for name in miiii.PARAM_NAMES})
 
 
 def read_training_records(run_dir, p):
     """The inverse of write_training_records: the hooks' state from the files (to resume a run)."""
     records = load_records(run_dir)
     state = {"p": int(p), "omega": {}, "omega_talk": {}, "grad_norms": {},
-             "snapshots": records.get("snapshots", {}), "timing": {"snapshot_s": 0.0, "snapshots": 0}}
+             "snapshots": records.get("snapshots", {}), "progress": records.get("progress_params", {}),
+             "timing": {"snapshot_s": 0.0, "snapshots": 0}}
     om = records.get("omega")
     if om is not None:
         for i, e in enumerate(om["epochs"].tolist()):  # one record per stored snapshot
@@ -677,10 +959,31 @@ def read_npz(path, required=()):
 
 
 OMEGA_KEYS = ("epochs", "freqs", "counts", "live", "share", "active", "n_active")
+PROGRESS_PARAMS = "progress_params.npz"  # the parameters at the progress epochs (local: large)
+PROGRESS = "progress.npz"  # the progress measures computed from them (small)
+PROGRESS_KEYS = ("epochs", "moduli", "train_loss", "valid_loss", "restricted_loss", "excluded_loss",
+                 "sum_sq_weights", "key_waves", "key_share", "key_energy", "phases")
 
 
-def load_records(run_dir):
-    """The training records present in run_dir: omega, omega_talk, grad_norms, snapshots ({epoch: params})."""
+def read_progress_params(path):
+    """progress_params.npz -> {epoch: {name: array}}; RunError when an epoch lacks a parameter."""
+    arrays = read_npz(path)
+    progress = {}
+    for key, a in arrays.items():
+        epoch, _, name = key.partition("/")
+        if not epoch.isdigit() or name not in miiii.PARAM_NAMES:
+            raise RunError(f"{path}: damaged, unexpected entry {key!r}")
+        progress.setdefault(int(epoch), {})[name] = a
+    for epoch, params in progress.items():
+        if len(params) != len(miiii.PARAM_NAMES):
+            raise RunError(f"{path}: damaged, epoch {epoch} lacks a parameter")
+    return dict(sorted(progress.items()))
+
+
+def load_records(run_dir, progress_params=True):
+    """The training records present in run_dir: omega, omega_talk, grad_norms, snapshots ({epoch: params}),
+    progress (progress.npz) and, unless progress_params=False (they can be hundreds of MB),
+    progress_params ({epoch: params})."""
     records = {}
     if not os.path.isdir(run_dir):
         return records
@@ -694,12 +997,16 @@ def load_records(run_dir):
     if found:
         records["snapshots"] = {int(m.group(1)): read_npz(os.path.join(run_dir, m.group(0)), miiii.PARAM_NAMES)
                                 for m in sorted(found, key=lambda m: int(m.group(1)))}
+    if os.path.exists(os.path.join(run_dir, PROGRESS)):
+        records["progress"] = read_npz(os.path.join(run_dir, PROGRESS), PROGRESS_KEYS)
+    if progress_params and os.path.exists(os.path.join(run_dir, PROGRESS_PARAMS)):
+        records["progress_params"] = read_progress_params(os.path.join(run_dir, PROGRESS_PARAMS))
     return records
 
 
-def load_run(run_dir):
-    """Everything in a run directory: dir, config, metrics, params and, when present, omega,
-    grad_norms and snapshots ({epoch: params}). Raises RunError (one line) for a bad directory."""
+def load_run(run_dir, progress_params=True):
+    """Everything in a run directory: dir, config, metrics, params and, when present, the records of
+    load_records. Raises RunError (one line) for a bad directory."""
     if not os.path.isdir(run_dir):
         raise RunError(f"{run_dir}: no such run directory")
     config = read_json(os.path.join(run_dir, "config.json"))
@@ -714,7 +1021,7 @@ def load_run(run_dir):
         raise RunError(f"{os.path.join(run_dir, 'config.json')} is damaged: p = {p!r}")
     if run["params"]["tok_emb"].shape[0] != p + 1 or run["metrics"]["valid_acc"].ndim != 2:
         raise RunError(f"{run_dir}: params.npz or metrics.npz does not match config.json (p = {p})")
-    run.update(load_records(run_dir))
+    run.update(load_records(run_dir, progress_params))
     return run
 
 
@@ -775,9 +1082,13 @@ def missing_records(run, last_epoch):
     return lacking
 
 
-def analyse_run(run_dir):
-    """The analysis.json contents of one run directory (plain Python values)."""
-    run = load_run(run_dir)
+def analyse_run(run_dir, arrays=None, progress=True):
+    """The analysis.json contents of one run directory (plain Python values).
+
+    With progress_params.npz in the run (and progress=True), the progress measures are computed;
+    `arrays`, a dict, then receives progress.npz's arrays (the command line writes them).
+    """
+    run = load_run(run_dir, progress_params=progress)
     config, metrics, params = run["config"], run["metrics"], run["params"]
     p = int(config["p"])
     labels = task_labels(config)
@@ -798,6 +1109,12 @@ def analyse_run(run_dir):
     grok99 = grokking_epochs(metrics["epochs"], va, GROK_ACC)
     grok95 = grokking_epochs(metrics["epochs"], va, GROK_ACC_LOW)
     extended = config.get("extended_from", [])
+    progress_json = None
+    if "progress_params" in run:
+        pm = progress_measures(run)
+        progress_json = progress_summary(pm, labels, p)
+        if arrays is not None:
+            arrays.update(pm)
     return {
         "run_dir": os.path.abspath(run_dir),
         "task": config["task"], "p": p, "d": int(params["tok_emb"].shape[1]),
@@ -829,7 +1146,30 @@ def analyse_run(run_dir):
         "grok_epoch": dict(zip(labels, grok99)),  # alias of grok_epoch_99, for older readers
         "grok_order": grokking_order(labels, grok99),
         "missing": missing_records(run, last),
+        "progress": progress_json,
     }
+
+
+def progress_report(progress, max_tasks=8):
+    """The report's lines on the progress measures (analysis.json "progress"), at most max_tasks tasks."""
+    if progress is None:
+        return ["  progress measures: no progress_params.npz in this run"]
+    lines = [f"  progress measures (Nanda et al. 2023) at {progress['recorded_epochs']} recorded epochs; key waves: "
+             f"the fewest (k0, k1) explaining {progress['key_energy']:.0%} of the final logit energy; "
+             f"sum of squared weights {progress['sum_sq_weights_first']:.4g} -> {progress['sum_sq_weights_final']:.4g}"]
+    for label, t in list(progress["tasks"].items())[:max_tasks]:
+        waves = " ".join(f"({k0},{k1})" for k0, k1 in t["key_waves"])
+        more = f" +{t['n_key_waves'] - len(t['key_waves'])} more" if t["n_key_waves"] > len(t["key_waves"]) else ""
+        nanda = f"; k = {', '.join(map(str, t['key_freqs_sum']))} (waves of x0 + x1)" if t["key_freqs_sum"] else ""
+        ph = t["phases"]
+        lines.append(f"    {label}: {t['n_key_waves']} key waves ({t['key_share']:.0%}) {waves}{more}{nanda}")
+        lines.append(f"      phases start: memorisation {ph['memorisation']}, circuit formation "
+                     f"{ph['circuit_formation']}, clean-up {ph['cleanup']}; final loss restricted "
+                     f"{t['final_restricted_loss']:.3g}, excluded {t['final_excluded_loss']:.3g}, "
+                     f"train {t['final_train_loss']:.3g}")
+    if len(progress["tasks"]) > max_tasks:
+        lines.append(f"    ... {len(progress['tasks']) - max_tasks} more tasks in analysis.json")
+    return lines
 
 
 def format_counts(by_epoch):
@@ -885,6 +1225,7 @@ def report(analysis):
         missing = [name for name, e in grok.items() if e is None]
         if missing:
             lines.append(f"    not reached: {', '.join(missing)}")
+    lines += progress_report(a.get("progress"))
     if a.get("missing"):
         lines.append(f"  missing (a run made before these records, or with --no-analysis): {'; '.join(a['missing'])}")
     return "\n".join(lines)
@@ -906,7 +1247,10 @@ def main(argv=None):
     status = 0
     for run_dir in args.run_dirs:  # a bad directory is reported and skipped; the others still run
         try:
-            analysis = analyse_run(run_dir)
+            progress = {}
+            analysis = analyse_run(run_dir, arrays=progress)
+            if progress:
+                miiii.save_npz(os.path.join(run_dir, PROGRESS), progress)
             miiii.save_json(os.path.join(run_dir, "analysis.json"), analysis)
         except RunError as e:
             print(f"fft_analysis.py: error: {e}", file=sys.stderr)

@@ -41,6 +41,11 @@ Figures (numbered as in the talk; file stem, then the function that draws it)
      extra_dft_matrix            fig_dft_matrix               the Fourier basis (DFT matrix) the analysis uses
      extra_basis_control         fig_basis_control            T_basis neurons and spectra: no structure to find
      extra_masked_accuracy       fig_task_accuracy(mask=...)  T_masked accuracy per task, masked tasks dashed
+     extra_progress_measures_nanda, extra_progress_measures_miiii_q<q> (the first PROGRESS_TASKS tasks)
+                                 fig_progress_measures        Nanda et al.'s progress measures, phase starts
+                                                              marked (from progress.npz, else computed from
+                                                              progress_params.npz; skipped with one line if
+                                                              the run has neither)
 
 Conventions
   Grids over the inputs are [x0, x1] (SPEC §1): x0 on the vertical axis (increasing upwards), x1 on
@@ -74,6 +79,7 @@ TALK_TABLE1 = fa.TALK_TABLE1  # the talk's Table 1 as printed (p = 113)
 TALK_POS = {"T_nanda": "0.95", "T_miiii": "\u22120.64 (printed 0.64)"}  # the talk's positional similarity
 MAX_OMEGA_ROWS = 60  # Figure 10 rows: the mixing frequencies ever active in the model, at most this many
 N_NEURONS = 3  # "first three neurons" (Figures 8, 9 and the T_basis control)
+PROGRESS_TASKS = 3  # T_miiii tasks drawn with their progress measures: the first three (q = 2, 3, 5)
 
 # Readable at slide size. Set on import: every figure of this module shares it.
 matplotlib.rcParams.update({
@@ -687,6 +693,80 @@ def fig_basis_control(grids_basis, n=N_NEURONS):
     return fig
 
 
+def fig_progress_measures(progress, metrics=None, task="T_nanda", t=0):
+    """Nanda et al.'s progress measures of task t through training, phase starts marked. 2 panels.
+
+    progress: progress.npz's arrays (fft_analysis.progress_measures). Top: training, validation,
+    restricted (all inputs) and excluded (training inputs) loss / ln q, log scales; metrics, if
+    given, adds the logged validation loss (finer in time) thin. Bottom: the sum of squared weights.
+    Vertical lines: the starts of memorisation, circuit formation and clean-up (fft_analysis rules).
+    """
+    epochs, tl, vl, rl, el, ssw = positive_epochs(
+        progress["epochs"], *(np.asarray(progress[k])[:, t] for k in ("train_loss", "valid_loss",
+                                                                     "restricted_loss", "excluded_loss")),
+        progress["sum_sq_weights"])
+    q = int(np.asarray(progress["moduli"])[t])
+    fig, ax = new_figure(2, 1, 8.0, 6.8, sharex=True, height_ratios=[2.2, 1])
+    top, bottom = ax[0, 0], ax[1, 0]
+    if metrics is not None:
+        me, mv = positive_epochs(metrics["epochs"], np.asarray(metrics["valid_loss"])[:, t])
+        top.plot(me, mv, color="C1", linewidth=0.6, alpha=0.5, label="validation (logged epochs)")
+    for values, colour, label in ((tl, "C0", "training"), (vl, "C1", "validation"),
+                                  (rl, "C2", "restricted (key waves only, all inputs)"),
+                                  (el, "C3", "excluded (key waves removed, training inputs)")):
+        top.plot(epochs, values, "o-", color=colour, markersize=2.5, linewidth=1.2, label=label)
+    top.axhline(1.0, color="grey", linewidth=0.8, linestyle=":", label="chance")
+    top.set_yscale("log")
+    top.set_ylabel("loss / ln q (log scale)")
+    bottom.plot(epochs, ssw, "o-", color="C4", markersize=2.5, linewidth=1.2)
+    bottom.set_ylabel("sum of squared weights")
+    waves = np.asarray(progress["key_waves"])
+    n_keys = int((waves[:, 0] == t).sum()) if waves.size else 0
+    starts = np.asarray(progress["phases"])[t]
+    for e, name, style in zip(starts.tolist(), ("memorisation", "circuit formation", "clean-up"), ("--", "-.", ":")):
+        if e > 0:  # -1: not found; 0 has no place on a log axis
+            for a in (top, bottom):
+                a.axvline(e, color="black", linestyle=style, linewidth=1.0,
+                          label=f"{name} starts ({e})" if a is top else None)
+    top.legend(loc="lower left", fontsize=8)
+    top.set_title(f"{task} (mod {q}): progress measures; {n_keys} key waves of the final model, "
+                  f"{float(np.asarray(progress['key_energy'])):.0%} of its logit energy", fontsize=10)
+    epoch_axis(top, label=False)
+    epoch_axis(bottom)
+    return fig
+
+
+def progress_of(run):
+    """A loaded run's progress measures: progress.npz, else computed from progress_params.npz, else None."""
+    if "progress" not in run and os.path.exists(os.path.join(run["dir"], fa.PROGRESS_PARAMS)):
+        run["progress"] = fa.progress_measures({**run, "progress_params": fa.read_progress_params(
+            os.path.join(run["dir"], fa.PROGRESS_PARAMS))})
+    return run.get("progress")
+
+
+def draw_progress(runs, out, formats, log, warn, dpi=None):
+    """The progress-measure figures of the --nanda run and of the first tasks of the --miiii run."""
+    written = []
+    for role, name in (("nanda", "T_nanda"), ("miiii", "T_miiii")):
+        stem = f"extra_progress_measures_{role}"
+        if role not in runs:
+            warn(f"skip {stem}: needs --{role}")
+            continue
+        progress = progress_of(runs[role])
+        if progress is None or not np.any(np.asarray(progress["epochs"]) > 0):
+            warn(f"skip {stem}: the --{role} run has no {fa.PROGRESS} or {fa.PROGRESS_PARAMS} past epoch 0 "
+                 f"(a run made before the progress hook, or with --no-analysis)")
+            continue
+        moduli = np.asarray(progress["moduli"]).tolist()
+        for t in range(1 if role == "nanda" else min(PROGRESS_TASKS, len(moduli))):
+            name_t = stem if role == "nanda" else f"{stem}_q{moduli[t]}"
+            start = time.perf_counter()
+            written += save(fig_progress_measures(progress, runs[role].get("metrics"), name, t), out, name_t,
+                            formats, dpi)
+            log(f"wrote {name_t} ({time.perf_counter() - start:.1f} s)")
+    return written
+
+
 # ============================================================================ runs -> figures
 def neuron_grids(run):
     """fft_analysis.neuron_grids of a loaded run, computed once and kept in the run dict."""
@@ -776,7 +856,7 @@ def load_runs(paths):
     """{role: fft_analysis.load_run(path)} for the roles given; each run must be of its role's task."""
     runs = {}
     for role, path in paths.items():
-        run = fa.load_run(path)
+        run = fa.load_run(path, progress_params=False)  # progress_of reads them only when needed
         if run["config"]["task"] != role:
             raise fa.RunError(f"--{role} {path}: is a {run['config']['task']} run, expected task {role}")
         runs[role] = run
@@ -806,13 +886,14 @@ def draw_all(runs, out, formats, log=print, warn=None, dpi=None):
         start = time.perf_counter()
         written += save(draw(runs), out, stem, formats, dpi)
         log(f"wrote {stem} ({time.perf_counter() - start:.1f} s)")
+    written += draw_progress(runs, out, formats, log, warn, dpi)
     # Table 1: the counts fft_analysis reports (ours from omega.npz, else params_<E>.npz; the talk's
     # rule from omega_talk.npz)
     if "miiii" not in runs:
         warn("skip table1: needs --miiii")
     else:
         try:
-            analysis = fa.analyse_run(runs["miiii"]["dir"])
+            analysis = fa.analyse_run(runs["miiii"]["dir"], progress=False)  # Table 1 needs no progress measures
         except fa.RunError as e:
             analysis = {"active_freqs": {}, "error": str(e)}
         if "error" in analysis:

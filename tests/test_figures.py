@@ -31,6 +31,10 @@ PANELS = {
 }
 
 
+# the progress-measure figures draw_all adds (figures.draw_progress): T_nanda, and T_miiii's first three tasks
+PROGRESS = ["extra_progress_measures_nanda"] + [f"extra_progress_measures_miiii_q{q}" for q in (2, 3, 5)]
+
+
 def make_run(out, task):
     """A tiny real run with every training record (omega.npz, omega_talk.npz, grad_norms.npz, params_256.npz)."""
     cfg = {**miiii.DEFAULTS, **TINY, "task": task, "p": TINY_P[task]}
@@ -325,7 +329,7 @@ def test_cli_draws_every_figure(run_dirs, tmp_path):
     result = run_cli(*(a for role, path in run_dirs.items() for a in (f"--{role}", path)), "--out", out)
     assert result.returncode == 0, result.stderr
     written = sorted(os.listdir(out))
-    assert written == sorted([f"{stem}.png" for stem in PANELS] + ["table1.md"])
+    assert written == sorted([f"{stem}.png" for stem in PANELS] + [f"{stem}.png" for stem in PROGRESS] + ["table1.md"])
     assert all(os.path.getsize(out / name) > 0 for name in written)
     assert "skip" not in result.stderr
     assert "| epoch | 256 |" in result.stdout  # Table 1 printed
@@ -342,10 +346,11 @@ def test_cli_skips_what_is_missing_with_one_line_each(run_dirs, tmp_path):
     assert result.returncode == 0, result.stderr
     skipped = {line.split()[1].rstrip(":"): line for line in result.stderr.splitlines() if line.startswith("skip")}
     lacking = {"miiii": {"metrics": {"epochs": np.array([0, 1])}}}  # metrics, none of the training records
-    assert set(skipped) == {stem for stem, needs, _ in figures.PLAN if figures.missing(needs, lacking)} | {"table1"}
+    assert set(skipped) == ({stem for stem, needs, _ in figures.PLAN if figures.missing(needs, lacking)}
+                            | {"table1", "extra_progress_measures_nanda"})
     assert "no omega.npz" in skipped["fig10_active_frequencies"]
     assert "needs --nanda" in skipped["fig01_neuron_activation"]
-    drawn = {stem for stem, _, _ in figures.PLAN} - set(skipped)
+    drawn = ({stem for stem, _, _ in figures.PLAN} - set(skipped)) | set(PROGRESS[1:])  # progress_params.npz kept
     assert sorted(os.listdir(out)) == sorted(f"{stem}.{fmt}" for stem in drawn for fmt in ("svg", "pdf"))
     assert all(os.path.getsize(out / name) > 0 for name in os.listdir(out))
     assert "Traceback" not in result.stderr

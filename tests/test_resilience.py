@@ -265,7 +265,7 @@ def cli_clean(tmp_path_factory):
     assert miiii.main(CLI_FLAGS + ["--out", str(out)]) == 0
     got = files(out)
     assert {"config.json", "params.npz", "metrics.npz", "omega.npz", "grad_norms.npz",
-            "params_256.npz", "omega_talk.npz", CHECKPOINT} == set(got)
+            "params_256.npz", "omega_talk.npz", "progress_params.npz", CHECKPOINT} == set(got)
     return got
 
 
@@ -348,7 +348,7 @@ def test_cli_resume_without_checkpoint_starts_over(cli_clean, tmp_path, capsys):
 # ============================================================================ 2. real signals
 SIG_CFG = config(p=23, d=32, epochs=300, dropout=0.1)
 SIG_FLAGS = cli_args(SIG_CFG, "--quiet", "--checkpoint-every", "5")
-ANALYSIS_FILES = {"omega.npz", "omega_talk.npz", "grad_norms.npz", "params_256.npz"}
+ANALYSIS_FILES = {"omega.npz", "omega_talk.npz", "grad_norms.npz", "params_256.npz", "progress_params.npz"}
 
 
 def start_child(out, *extra, script=None):
