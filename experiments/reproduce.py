@@ -71,19 +71,36 @@ def claim_runs():
         runs[f"miiii-nodropout-s{s}"] = ("claims", ["--task", "miiii", *MIIII, "--dropout", "0",
                                                     "--epochs", str(MIIII_EPOCHS), *seed])
         runs[f"masked-s{s}"] = ("claims", ["--task", "masked", *MIIII, "--epochs", str(MIIII_EPOCHS), *seed])
-        runs[f"basis-s{s}"] = ("claims", ["--task", "basis", *MIIII, "--epochs", str(MIIII_EPOCHS), *seed])
+        if s < 2:  # a control about the embeddings (no periodicity), not about training speed: two seeds
+            runs[f"basis-s{s}"] = ("claims", ["--task", "basis", *MIIII, "--epochs", "3000", *seed])
     for s in SEEDS:
         seed = ["--seed", str(s)]
         runs[f"nanda-s{s}"] = ("nanda", [*NANDA, "--epochs", "3000", *seed])
-        runs[f"nanda-nofilter-s{s}"] = ("nanda", [*NANDA, "--filter", "none", "--epochs", "20000", *seed])
-        runs[f"nanda-paper-s{s}"] = ("nanda", [*NANDA_PAPER, "--epochs", "20000", *seed])
+        runs[f"nanda-nofilter-s{s}"] = ("nanda", [*NANDA, "--filter", "none", "--epochs", "10000", *seed])
+        runs[f"nanda-paper-s{s}"] = ("nanda", [*NANDA_PAPER, "--epochs", "15000", *seed])
     return runs
+
+
+# GrokFast filters compared on T_nanda (issue 12): ema and none are the claim runs above (nanda-s*,
+# nanda-nofilter-s*); these add MA, the normalised mixture and the two dynamic variants.
+FILTER_VARIANTS = {
+    "ma": ["--filter", "ma", "--window", "100"],
+    "norm": ["--filter", "norm"],
+    "bandpass": ["--filter", "bandpass", "--alpha-fast", "0.9"],
+    "gap": ["--lamb-schedule", "gap"],
+}
+
+
+def filter_runs():
+    return {f"nanda-{kind}-s{s}": ("filters", [*NANDA, *flags, "--epochs", "4000", "--seed", str(s)])
+            for s in SEEDS for kind, flags in FILTER_VARIANTS.items()}
 
 
 def all_runs():
     runs = {}
     runs.update(sweep_runs())
     runs.update(claim_runs())
+    runs.update(filter_runs())
     return runs
 
 
@@ -134,18 +151,45 @@ def record_wall_time(name, seconds, threads, jobs):
         json.dump(entries, f, indent=1)
 
 
+def busy_elsewhere():
+    """Names of runs a miiii.py process started by someone else (another reproduce.py, a user) is
+    training right now, read from /proc (Linux); such runs are waited for, not started twice."""
+    busy = set()
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()) if os.path.isdir("/proc") else ():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        for flag in ("--out", "--resume"):
+            if "miiii.py" in " ".join(args) and flag in args and args.index(flag) + 1 < len(args):
+                path = os.path.normpath(args[args.index(flag) + 1])
+                if os.path.dirname(path) == os.path.normpath(RUNS):
+                    busy.add(os.path.basename(path))
+    return busy
+
+
 def run_all(runs, jobs, threads):
-    """Run the missing runs, `jobs` at a time; returns {name: (exit code, seconds)}."""
+    """Run the missing runs, `jobs` at a time (counting runs others are training); returns
+    {name: (exit code, seconds)}."""
     pending = [(name, flags) for name, (_, flags) in runs.items() if not is_complete(name, flags)]
     running, done = {}, {}
     os.makedirs(os.path.join(ROOT, "results", "logs"), exist_ok=True)
     while pending or running:
-        while pending and len(running) < jobs:
-            name, flags = pending.pop(0)
+        elsewhere = busy_elsewhere() - set(running)
+        startable = [(n, f) for n, f in pending if n not in elsewhere]
+        while startable and len(running) + len(elsewhere) < jobs:
+            name, flags = startable.pop(0)
+            pending.remove((name, flags))
+            if is_complete(name, flags):  # finished elsewhere meanwhile
+                continue
             log = open(os.path.join(ROOT, "results", "logs", f"{name}.log"), "a")
             proc = subprocess.Popen(command(name, flags, threads), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             running[name] = (proc, time.time(), log)
             print(f"started {name}", flush=True)
+        if not running and not startable and pending:
+            time.sleep(5)  # only runs that others are training are left: wait for them
+            continue
         time.sleep(2)
         for name, (proc, start, log) in list(running.items()):
             if proc.poll() is not None:
@@ -564,12 +608,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--commands", action="store_true", help="print the missing runs' commands and exit")
     ap.add_argument("--report", action="store_true", help="only collect results and write RESULTS.md")
-    ap.add_argument("--only", help="run one group: sweep, claims, nanda, filters")
+    ap.add_argument("--only", help="run these groups (comma-separated): sweep, claims, nanda, filters")
     ap.add_argument("--names", help="comma-separated run names (default: every run of the groups chosen)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads per run (default 1)")
     args = ap.parse_args(argv)
-    runs = {k: v for k, v in all_runs().items() if args.only is None or v[0] == args.only}
+    runs = {k: v for k, v in all_runs().items() if args.only is None or v[0] in args.only.split(",")}
     if args.names:
         runs = {k: runs[k] for k in args.names.split(",")}
     if args.commands:
