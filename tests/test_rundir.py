@@ -36,6 +36,15 @@ def config_json(run):
     return json.loads((Path(run) / "config.json").read_text())
 
 
+def finished_run(tmp_path, epochs=40, capsys=None):
+    """A finished TINY run of `epochs` in tmp_path/run (stderr so far discarded); its files."""
+    run = tmp_path / "run"
+    assert miiii.main(flags({**TINY, "epochs": epochs}, "--no-analysis", "--out", run)) == 0
+    if capsys is not None:
+        capsys.readouterr()
+    return run, files(run)
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """Runs of 40 and 80 epochs from the start (no analysis: params and metrics are what we compare)."""
@@ -81,10 +90,7 @@ def test_rerunning_an_interrupted_run_continues_it(straight, tmp_path, capsys):
 
 
 def test_another_run_in_the_directory_is_refused_with_a_hint(straight, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert miiii.main(flags({**TINY, "epochs": 40}, "--no-analysis", "--out", run)) == 0
-    before = files(run)
-    capsys.readouterr()
+    run, before = finished_run(tmp_path, capsys=capsys)
     assert miiii.main(flags({**TINY, "epochs": 80}, "--no-analysis", "--out", run)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--resume {run} --epochs 80" in err[0]
@@ -96,9 +102,7 @@ def test_another_run_in_the_directory_is_refused_with_a_hint(straight, tmp_path,
 
 # ============================================================================ training longer
 def test_extending_a_finished_run_is_bit_identical(straight, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert miiii.main(flags({**TINY, "epochs": 40}, "--no-analysis", "--out", run)) == 0
-    capsys.readouterr()
+    run, _ = finished_run(tmp_path, capsys=capsys)
     assert miiii.main(["--resume", str(run), "--epochs", "80", "--quiet"]) == 0
     assert "resuming" in capsys.readouterr().err
     want = straight / "80"
@@ -132,10 +136,7 @@ def test_extending_twice_and_an_interrupted_extension(straight, tmp_path, capsys
 
 
 def test_a_run_is_never_shortened(straight, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert miiii.main(flags({**TINY, "epochs": 40}, "--no-analysis", "--out", run)) == 0
-    before = files(run)
-    capsys.readouterr()
+    run, before = finished_run(tmp_path, capsys=capsys)
     assert miiii.main(["--resume", str(run), "--epochs", "30", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "only ever extended" in err[0]
