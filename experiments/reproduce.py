@@ -213,12 +213,14 @@ def load(name):
     import numpy as np
     import fft_analysis as fa
     config = run_config(name)
-    if not config or config.get("status") != "complete":
-        return None
     d = os.path.join(ROOT, RUNS, name)
+    if not config or not os.path.exists(os.path.join(d, "metrics.npz")):
+        return None
+    # a run being extended still holds the metrics of the length it finished: reported as such
+    partial = config.get("status") != "complete"
     with np.load(os.path.join(d, "metrics.npz")) as z:
         metrics = {k: z[k] for k in z.files}
-    run = {"name": name, "dir": d, "config": config, "metrics": metrics}
+    run = {"name": name, "dir": d, "config": config, "metrics": metrics, "partial": partial}
     for key in ("analysis", "wall"):
         path = os.path.join(d, f"{key}.json")
         if os.path.exists(path):
@@ -283,8 +285,10 @@ def sweep_section(runs):
         g95, g99 = grok(run, 0.95), grok(run, 0.99)
         va = run["metrics"]["valid_acc"][-1]
         mins = minutes(run)
+        done = int(run["metrics"]["epochs"][-1])
+        length = f"{done:,}" + (f" (of {c['epochs']:,} planned: extension unfinished)" if run["partial"] else "")
         lines.append(f"| `{name}` | {c['p']} | {c['d']} | {c['lr']:g} | {c['wd']:.3g} | {c['lamb']:g} | "
-                     f"{c['train_frac']:g} | {c['epochs']:,} | {'-' if mins is None else f'{mins:.1f}'} | "
+                     f"{c['train_frac']:g} | {length} | {'-' if mins is None else f'{mins:.1f}'} | "
                      f"{fmt_epoch(all_tasks(g95))} | {fmt_epoch(all_tasks(g99))} | {va.min():.3f} / {va.mean():.3f} |")
         per_task = ", ".join(f"{q}: {fmt_epoch(a)}/{fmt_epoch(b)}" for q, a, b in zip(c["moduli"], g95, g99))
         details.append(f"- `{name}` ({flags_of(name)}): {per_task}")
@@ -303,7 +307,7 @@ def task_index(run, primes):
 def claims_section(runs):
     """The claims table: our number, the source's, the command, a verdict with one line of why."""
     import numpy as np
-    rows = []
+    rows, verdicts = [], []
     miiii, nofilter, nodrop = by_seed(runs, "miiii"), by_seed(runs, "miiii-nofilter"), by_seed(runs, "miiii-nodropout")
     masked, basis = by_seed(runs, "masked"), by_seed(runs, "basis")
     nanda, nanda_nofilter, nanda_paper = by_seed(runs, "nanda"), by_seed(runs, "nanda-nofilter"), by_seed(runs, "nanda-paper")
@@ -311,6 +315,7 @@ def claims_section(runs):
     def row(claim, source, ours, command_name, verdict, why):
         cmd = f"`{flags_of(command_name)}`" if command_name in all_runs() else "-"
         rows.append(f"| {claim} | {source} | {ours} | {cmd} | **{verdict}**: {why} |")
+        verdicts.append((verdict, claim))
 
     # 1. groks on all tasks
     if miiii:
@@ -491,7 +496,16 @@ def claims_section(runs):
             "seed 0 (the others differ only in `--seed`), and a verdict with the rule that gave it. Grokking "
             "epochs are the first logged epoch from which validation accuracy stays at or above the level.", "",
             "| claim | talk / paper | ours | command (seed 0) | verdict |", "|---|---|---|---|---|"]
-    return head + rows + [""]
+    return head + rows + [""], verdicts
+
+
+def summary(verdicts):
+    """Three lines: which claims reproduced, partly, not (from the verdicts of the claims table)."""
+    lines = ["**In three lines** (from the verdicts below):", ""]
+    for verdict in ("reproduced", "partly", "not reproduced"):
+        claims = [c for v, c in verdicts if v == verdict]
+        lines.append(f"- **{verdict.capitalize()}** ({len(claims)}): " + ("; ".join(claims) if claims else "none") + ".")
+    return lines
 
 
 def first_at(epochs, values, level):
@@ -618,7 +632,7 @@ def draw_figures(runs, out):
 
 def write_results(path=os.path.join(ROOT, "RESULTS.md")):
     runs = {name: load(name) for name in all_runs()}
-    runs = {k: v for k, v in runs.items() if v is not None}
+    runs = {k: v for k, v in runs.items() if v is not None and (k.startswith("sweep-") or not v["partial"])}
     missing = [name for name in all_runs() if name not in runs]
     written = draw_figures(runs, os.path.join(ROOT, "docs", "results"))
     sweep = {k: v for k, v in runs.items() if k.startswith("sweep-")}
@@ -632,20 +646,18 @@ def write_results(path=os.path.join(ROOT, "RESULTS.md")):
              "is at CPU scale).", ""]
     if missing:
         lines += [f"Runs not (yet) made, so their rows are absent: {', '.join(missing)}.", ""]
-    lines += SUMMARY + [""]
+    claims, verdicts = claims_section(runs)
+    lines += summary(verdicts) + [""]
     lines += sweep_section(sweep) if sweep else []
-    lines += claims_section(runs)
-    lines += table1_section(runs)
-    lines += filters_section(runs)
-    lines += ["## 3. The paper-scale run", "", PAPER_SCALE, "", "## Figures", ""]
+    lines += claims + table1_section(runs)
+    lines += ["## 3. The paper-scale run", "", PAPER_SCALE, ""]
+    lines += filters_section(runs) + ["## Figures", ""]
     lines += [f"![{stem}](docs/results/{stem}.png)" for stem in written] + [""]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
 
 
-# Written by hand from the tables below (the tables are regenerated; this summary is not).
-SUMMARY = ["**In three lines.** (filled in from the measured tables)"]
 PAPER_SCALE = ("No GPU was available to the session that made these runs (the device draw lent none), and the "
                "paper's configuration takes ~0.25 s per step on this CPU (about 5 hours for 65,536 epochs, "
                "more under load), so it was not run; every claim above is tested at CPU scale only. "
