@@ -919,16 +919,16 @@ def save_json(path, obj):
 
 
 def write_npz(f, arrays):
-    """np.savez with a fixed timestamp in every zip entry, so equal arrays give equal file bytes.
+    """np.savez_compressed with a fixed timestamp in every zip entry: equal arrays, equal file bytes.
 
-    Integer and boolean arrays (the analysis records: counts that are mostly zero) are deflated,
-    float arrays (weights: incompressible) are stored; np.load reads both.
+    Deflate level 1: metrics (accuracies repeat) and analysis records (counts, mostly zero) shrink
+    5-50x, weights ~10 %, at ~0.1 s per 10 MB.
     """
-    with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as zf:
         for name, a in arrays.items():
             a = np.asanyarray(a)
             info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED if a.dtype.kind in "biu" else zipfile.ZIP_STORED
+            info.compress_type = zipfile.ZIP_DEFLATED
             with zf.open(info, "w", force_zip64=True) as entry:
                 np.lib.format.write_array(entry, a, allow_pickle=False)
 
