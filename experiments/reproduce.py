@@ -665,9 +665,12 @@ PAPER_SCALE = ("No GPU was available to the session that made these runs (the de
 
 
 def analyse(names):
-    """analysis.json for each finished run (fft_analysis.py needs params.npz, which stays local)."""
+    """analysis.json for each finished run (fft_analysis.py needs params.npz, which stays local), and
+    for any other finished run that lacks one (made by another invocation, or by hand)."""
+    names = set(names) | {n for n, (group, flags) in all_runs().items() if group != "sweep"
+                          and is_complete(n, flags) and not os.path.exists(os.path.join(ROOT, RUNS, n, "analysis.json"))}
     if names:
-        subprocess.run([sys.executable, "fft_analysis.py", *[os.path.join(RUNS, n) for n in names]], cwd=ROOT,
+        subprocess.run([sys.executable, "fft_analysis.py", *[os.path.join(RUNS, n) for n in sorted(names)]], cwd=ROOT,
                        stdout=subprocess.DEVNULL, check=False)
 
 
