@@ -42,7 +42,7 @@ def sweep_runs():
         "sweep-p61-f0.7-d256": SWEEP_BASE[:2] + ["--d", "256", "--lr", "1e-3", "--wd", "1", "--lamb", "2",
                                                  "--p", "61", "--train-frac", "0.7", "--epochs", "6000"],
         "sweep-p61-f0.7-paperhp": ["--task", "miiii", "--d", "256", "--lr", "3e-4", "--wd", str(1 / 3),
-                                   "--lamb", "0.5", "--p", "61", "--train-frac", "0.7", "--epochs", "8000"],
+                                   "--lamb", "0.5", "--p", "61", "--train-frac", "0.7", "--epochs", "5000"],
     }
     return {name: ("sweep", flags + ["--no-analysis"]) for name, flags in runs.items()}
 
