@@ -315,6 +315,7 @@ def sweep_section(runs):
 def paper_side(runs, name, what):
     """One sentence on a sweep point towards the paper's settings."""
     r = runs.get(name)
+    what = what[0].upper() + what[1:]
     if r is None:
         return f"{what} (`{name}`) was not run."
     va = r["metrics"]["valid_acc"]
