@@ -726,6 +726,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     runs = {k: v for k, v in all_runs().items() if args.only is None or v[0] in args.only.split(",")}
     if args.names:
+        unknown = [k for k in args.names.split(",") if k not in runs]
+        if unknown:
+            print(f"reproduce.py: error: no run named {unknown[0]!r} (see --commands)", file=sys.stderr)
+            return 2
         runs = {k: runs[k] for k in args.names.split(",")}
     if args.commands:
         for name, (_, flags) in runs.items():
