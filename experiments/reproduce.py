@@ -304,7 +304,7 @@ def sweep_section(runs):
                 "class for q = 59), 6,000 epochs; the README's quick demo is the same for 5,000 epochs (5 min "
                 "with both cores). Towards the paper's settings (d 256, lr 3e-4, wd 1/3, lambda 0.5): "
                 + " ".join(paper_side(runs, n, what) for n, what in (
-                    ("sweep-p61-f0.7-d256", "d = 256 at lr 1e-3, wd 1, lambda 2"),
+                    ("sweep-p61-f0.7-d256", "width d = 256 at lr 1e-3, wd 1, lambda 2"),
                     ("sweep-p61-f0.7-paperhp", "the paper's d, lr, wd and lambda at p = 61, train fraction 0.7")))
                 + " So a configuration close to the paper's that groks on every task within 30 minutes on this "
                 "CPU was " + ("found." if any(n in grokked for n in ("sweep-p61-f0.7-d256", "sweep-p61-f0.7-paperhp"))
