@@ -599,6 +599,28 @@ def filters_section(runs):
     return lines
 
 
+def collapse_section(runs):
+    """Softmax collapse (Prieto et al. 2025) on the default T_nanda run and one without weight decay."""
+    import numpy as np
+    pair = [r for r in (runs.get("nanda-s0"), runs.get("nanda-wd0-s0")) if r is not None]
+    if not pair or not all("collapse_grad" in r["metrics"] for r in pair):
+        return []
+    lines = ["## 5. Softmax collapse", "",
+             "Share of training targets whose naive float32 softmax gradient `p_t - 1` would be exactly 0 "
+             "(`collapse_grad` in metrics.npz), at the end of the run, with the final validation accuracy "
+             "(figure `softmax_collapse` below):", ""]
+    for r in pair:
+        m = r["metrics"]
+        lines.append(f"- `{r['name']}` (wd {r['config']['wd']:g}): {m['collapse_grad'][-1].mean():.3f} of the "
+                     f"targets collapsed (max {np.max(m['collapse_grad']):.3f} during training); final valid acc "
+                     f"{m['valid_acc'][-1].mean():.3f}.")
+    lines += ["", "Without weight decay the logits grow until a float32 softmax would have stopped learning "
+              "from every training target; this code's loss (the target's gradient from the other classes' "
+              "mass) keeps learning, so the run is unaffected here. A naive float32 implementation would "
+              "stall at that point (Prieto et al. 2025).", ""]
+    return lines
+
+
 def table1_section(runs):
     """Table 1 of each T_miiii seed, as figures.table1_markdown writes it."""
     import figures
@@ -659,6 +681,7 @@ def draw_figures(runs, out):
                     label=f"{label}: training loss / ln p")
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_ylim(0, 1.5)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7, frameon=False)
         ax.set_title("Softmax collapse (Prieto et al. 2025), T_nanda p = 59, with and without weight decay")
@@ -706,7 +729,7 @@ def write_results(path=os.path.join(ROOT, "RESULTS.md")):
     lines += sweep_section(sweep) if sweep else []
     lines += claims + table1_section(runs)
     lines += ["## 3. The paper-scale run", "", PAPER_SCALE, ""]
-    lines += filters_section(runs) + ["## Figures", ""]
+    lines += filters_section(runs) + collapse_section(runs) + ["## Figures", ""]
     lines += [f"![{stem}](docs/results/{stem}.png)" for stem in written] + [""]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
