@@ -616,8 +616,8 @@ def collapse_section(runs):
                      f"{m['valid_acc'][-1].mean():.3f}.")
     lines += ["", "Without weight decay the logits grow until a float32 softmax would have stopped learning "
               "from every training target; this code's loss (the target's gradient from the other classes' "
-              "mass) keeps learning, so the run is unaffected here. A naive float32 implementation would "
-              "stall at that point (Prieto et al. 2025).", ""]
+              "mass) keeps a gradient there, and the run grokked. Prieto et al. 2025 report that a naive float32 "
+              "implementation stalls at that point; that was not run here.", ""]
     return lines
 
 
