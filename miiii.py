@@ -477,10 +477,16 @@ def cross_entropy_backward(cache):
     return dlogits
 
 
-def head_accuracy(logits, y, classes):
+def head_top(logits, classes):
+    """(N, C): each column holds the largest logit of its task head."""
+    layout = head_layout(classes)
+    return segment_expand(segment_reduce("max", logits, layout), layout)
+
+
+def head_accuracy(logits, y, classes, top=None):
     """(N, T) bool: is each head's target logit its unique maximum (a tie counts as wrong)."""
     layout = head_layout(classes)
-    is_max = logits == segment_expand(segment_reduce("max", logits, layout), layout)  # (N, C)
+    is_max = logits == (head_top(logits, classes) if top is None else top)  # (N, C)
     n_max = segment_reduce("sum", is_max.astype(xp.int32), layout)  # (N, T): how many share the max
     target = y + layout["offsets_xp"][None, :]  # (N, T): column of each target
     return is_max[xp.arange(len(y))[:, None], target] & (n_max == 1)
@@ -530,7 +536,7 @@ def loss_and_grads(params, x, y, moduli, mask=None, dropout=0.0, rng=None):
     return loss, backward(cross_entropy_backward(ce_cache), cache)
 
 
-def softmax_collapse(logits, y, classes):
+def softmax_collapse(logits, y, classes, top=None):
     """Where a naive float32 softmax would collapse (Prieto et al. 2025), per sample and task (N, T) bool.
 
     sum_is_one: the head's softmax denominator exp(z - max) summed and rounded to float32 is exactly 1,
@@ -538,14 +544,16 @@ def softmax_collapse(logits, y, classes):
     one class at a time, may absorb a little more); grad_zero: besides, the target is the
     head's maximum, so p_t rounds to 1 and the naive gradient p_t - 1 is exactly 0. (Our loss keeps
     that gradient; this measures how much of the data a float32 softmax would have stopped learning.)
+    `top`: head_top(logits, classes), when the caller has it already.
     """
     layout = head_layout(classes)
-    head_max = segment_reduce("max", logits, layout)  # (N, T)
-    exp = xp.exp(logits - segment_expand(head_max, layout))  # (N, C), the max of each head -> 1
+    top = head_top(logits, classes) if top is None else top  # (N, C)
+    exp = xp.exp(logits - top)  # (N, C), the max of each head -> 1
     others = segment_reduce("sum", exp, layout, dtype=xp.float64) - 1.0  # (N, T); a tie at the max -> >= 1
     sum_is_one = others <= 2.0 ** -24
     target = y + layout["offsets_xp"][None, :]
-    is_max = logits[xp.arange(len(y))[:, None], target] == head_max  # (N, T)
+    rows = xp.arange(len(y))[:, None]
+    is_max = logits[rows, target] == top[rows, target]  # (N, T)
     return sum_is_one, sum_is_one & is_max
 
 
@@ -556,8 +564,9 @@ def evaluate(params, x, y, classes, index_sets, collapse=False):
     """
     logits, _ = forward(params, x)
     _, ce_cache = cross_entropy_forward(logits, y, classes)
-    nll, correct = ce_cache["nll"], head_accuracy(logits, y, classes)  # (N, T) each
-    measures = [nll, correct] + (list(softmax_collapse(logits, y, classes)) if collapse else [])
+    top = head_top(logits, classes)  # (N, C), shared by the accuracy and the collapse measures
+    nll, correct = ce_cache["nll"], head_accuracy(logits, y, classes, top)  # (N, T) each
+    measures = [nll, correct] + (list(softmax_collapse(logits, y, classes, top)) if collapse else [])
     log_q = head_layout(classes)["log_q"]
     out = []
     for idx in index_sets:  # train and valid: two sets, not a loop over data
