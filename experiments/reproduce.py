@@ -560,8 +560,8 @@ def fa_printed(count):
 def first_at(epochs, values, level):
     """First logged epoch with value >= level (not necessarily staying), or None."""
     import numpy as np
-    hit = np.flatnonzero(np.asarray(values) >= level)
-    return int(epochs[hit[0]]) if len(hit) else None
+    import fft_analysis as fa
+    return fa.first_epoch(epochs, np.asarray(values) >= level)
 
 
 def mixing_series(omega, p):
