@@ -131,13 +131,21 @@ interpretability", §5; `progress_measures`), computed from parameters kept duri
   (tens to hundreds at p = 23, against 3 for a T_nanda model that grokked), the restriction is
   to those bins rather than to the head's q-periodic waves, and removing them (excluded loss) also
   removes much of whatever else the head computes. Read T_miiii's curves with that in mind.
-* Phase starts per task (each the first RECORDED epoch at which, None if never; epochs at the
-  resolution of the schedule below), losses in the ln q normalisation:
-    memorisation      training loss <= 0.9 x min(its value at the first recorded epoch, 1.0)
+* Phase starts per task (recorded epochs, at the resolution of the schedule below; None if not
+  found), losses in the ln q normalisation:
+    memorisation      the first epoch at which the training loss <= 0.9 x min(its first value, 1.0)
                       (10 % below chance; a fresh model often starts above chance)
-    circuit formation from then on, excluded loss - training loss >= 0.1: the training fit starts
-                      to depend on the key waves (while memorising, removing them costs ~nothing)
-    clean-up          from then on, restricted loss <= 0.5 x its value at the circuit start
+    circuit formation the excluded loss's turn: while the model memorises, removing the key waves
+                      costs ~nothing and the excluded loss falls with the training loss; once the
+                      fit comes to rely on them it rises. From memorisation on, take its minimum m;
+                      the first later epoch at which it is >= m + 0.1 is its rise; the start is the
+                      last epoch before the rise at which it is still <= m + 0.02 (the end of its
+                      floor, which can be long: thousands of epochs in Nanda's setting). No rise of
+                      0.1: not found.
+    clean-up          from then on, the first epoch at which the restricted loss <= 0.5 x its value
+                      at the circuit start (Nanda et al.: it drops sharply in clean-up)
+  (An earlier rule, excluded - training loss >= 0.1, fired during memorisation on GrokFast runs,
+  where the two phases overlap, and put clean-up before the weight-norm peak.)
   The weight norm is shown beside them, not used by the rules. GrokFast runs move fast: the phases
   may start at the same recorded epoch.
 
@@ -213,7 +221,8 @@ PROGRESS_LOG = 24  # log-spaced progress epochs: round(geomspace(1, E, 24))
 PROGRESS_LINEAR = 40  # evenly spaced ones: round(linspace(0, E, 41)), i.e. every E/40
 KEY_ENERGY = 0.9  # key waves of a head: the fewest explaining 90 % of its (centred) logit energy
 MEMO_DROP = 0.1  # memorisation starts when the training loss is 10 % below chance (or its first value)
-CIRCUIT_GAP = 0.1  # circuit formation starts when excluded loss - training loss >= 0.1 (chance = 1)
+CIRCUIT_GAP = 0.1  # the excluded loss has risen when it is 0.1 above its minimum (chance = 1)
+CIRCUIT_FLOOR = 0.02  # ... and its floor before that ends at the last epoch within 0.02 of the minimum
 CLEANUP_FRACTION = 0.5  # clean-up starts when the restricted loss is half its value at circuit formation
 PHASES = ("memorisation", "circuit_formation", "cleanup")
 PROGRESS_WAVES_SHOWN = 16  # key waves listed per task in analysis.json (all are in progress.npz)
@@ -729,15 +738,21 @@ def phase_starts(epochs, train_loss, restricted_loss, excluded_loss):
 
     All arrays (S,) at the recorded epochs, losses in the ln q normalisation (chance = 1).
     """
-    train_loss, restricted_loss = np.asarray(train_loss), np.asarray(restricted_loss)
+    epochs = np.asarray(epochs)
+    train_loss, restricted_loss, excluded_loss = (np.asarray(a) for a in (train_loss, restricted_loss, excluded_loss))
     # below chance, not just below a start that may lie above it (a fresh model's loss is often > 1)
     memo = first_epoch(epochs, train_loss <= (1 - MEMO_DROP) * min(train_loss[0], 1.0))
     if memo is None:
         return [None, None, None]
-    circuit = first_epoch(epochs, np.asarray(excluded_loss) - train_loss >= CIRCUIT_GAP, memo)
-    if circuit is None:
+    after = epochs >= memo
+    low = np.min(excluded_loss[after])  # the excluded loss's floor
+    lowest = first_epoch(epochs, (excluded_loss == low) & after)
+    rise = first_epoch(epochs, excluded_loss >= low + CIRCUIT_GAP, lowest)
+    if rise is None:
         return [memo, None, None]
-    at_circuit = restricted_loss[list(epochs).index(circuit)]
+    floor = (excluded_loss <= low + CIRCUIT_FLOOR) & (epochs >= lowest) & (epochs < rise)  # (S,)
+    circuit = int(epochs[np.flatnonzero(floor)[-1]])  # the floor's last epoch
+    at_circuit = restricted_loss[np.flatnonzero(epochs == circuit)[0]]
     cleanup = first_epoch(epochs, restricted_loss <= CLEANUP_FRACTION * at_circuit, circuit)
     return [memo, circuit, cleanup]
 
@@ -768,17 +783,24 @@ def progress_measures(run):
             out["valid_loss"][i, t] = head_loss(head[task["valid"]], yt[task["valid"]]) if len(task["valid"]) else np.nan
             out["restricted_loss"][i, t], out["excluded_loss"][i, t] = restricted_and_excluded(
                 head, yt, p, keys[t][0], task["train"])
-    phases = [phase_starts(epochs, out["train_loss"][:, t], out["restricted_loss"][:, t], out["excluded_loss"][:, t])
-              for t in range(T)]
     out.update({
         "epochs": epochs, "moduli": np.array(task["moduli"], dtype=np.int64),
         "key_waves": np.array([[t, k0, k1] for t in range(T) for k0, k1 in keys[t][0].tolist()],
                               dtype=np.int64).reshape(-1, 3),  # (K, 3): task, k0, k1
         "key_share": np.concatenate([keys[t][1] for t in range(T)]).astype(np.float64),  # (K,)
         "key_energy": np.array(KEY_ENERGY),
-        "phases": np.array([[-1 if e is None else e for e in ph] for ph in phases], dtype=np.int64),  # (T, 3)
     })
+    out["phases"] = progress_phases(out)  # (T, 3)
     return out
+
+
+def progress_phases(pm):
+    """(T, 3) int64 phase starts (memorisation, circuit formation, clean-up; -1: not found) of every
+    task, from the curves of progress measures pm (progress.npz's arrays). Recomputed by readers, so
+    a progress.npz written under other rules is read under these."""
+    return np.array([[-1 if e is None else e for e in phase_starts(
+        pm["epochs"], pm["train_loss"][:, t], pm["restricted_loss"][:, t], pm["excluded_loss"][:, t])]
+        for t in range(np.asarray(pm["train_loss"]).shape[1])], dtype=np.int64).reshape(-1, 3)
 
 
 def signed_wave(k0, k1, p):
@@ -998,7 +1020,12 @@ def load_records(run_dir, progress_params=True):
         records["snapshots"] = {int(m.group(1)): read_npz(os.path.join(run_dir, m.group(0)), miiii.PARAM_NAMES)
                                 for m in sorted(found, key=lambda m: int(m.group(1)))}
     if os.path.exists(os.path.join(run_dir, PROGRESS)):
-        records["progress"] = read_npz(os.path.join(run_dir, PROGRESS), PROGRESS_KEYS)
+        pm = read_npz(os.path.join(run_dir, PROGRESS), PROGRESS_KEYS)
+        shape = (len(pm["epochs"]), len(pm["moduli"]))
+        if any(np.shape(pm[k]) != shape for k in ("train_loss", "valid_loss", "restricted_loss", "excluded_loss")):
+            raise RunError(f"{os.path.join(run_dir, PROGRESS)} is damaged: its losses are not (epochs, tasks)")
+        pm["phases"] = progress_phases(pm)  # under today's rules
+        records["progress"] = pm
     if progress_params and os.path.exists(os.path.join(run_dir, PROGRESS_PARAMS)):
         records["progress_params"] = read_progress_params(os.path.join(run_dir, PROGRESS_PARAMS))
     return records

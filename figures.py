@@ -729,8 +729,8 @@ def fig_progress_measures(progress, metrics=None, task="T_nanda", t=0):
                 a.axvline(e, color="black", linestyle=style, linewidth=1.0,
                           label=f"{name} starts ({e})" if a is top else None)
     top.legend(loc="lower left", fontsize=8)
-    top.set_title(f"{task} (mod {q}): progress measures; {n_keys} key waves of the final model, "
-                  f"{float(np.asarray(progress['key_energy'])):.0%} of its logit energy", fontsize=10)
+    top.set_title(f"{task} (mod {q}): progress measures; {n_keys} key waves "
+                  f"({float(np.asarray(progress['key_energy'])):.0%} of the final logit energy)", fontsize=10)
     epoch_axis(top, label=False)
     epoch_axis(bottom)
     return fig

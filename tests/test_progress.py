@@ -116,13 +116,24 @@ def test_sum_of_squared_weights_by_hand():
 
 
 def test_phase_rules_on_hand_made_curves():
-    epochs = np.array([0, 10, 20, 30, 40, 50])
-    train = np.array([1.2, 0.95, 0.5, 0.1, 0.01, 0.01])  # 0.9 x min(1.2, 1) = 0.9: first at 20
-    excluded = np.array([1.2, 0.95, 0.55, 0.3, 1.5, 2.0])  # gap >= 0.1 from 20 on: first at 30 (0.2)
-    restricted = np.array([1.0, 1.0, 0.9, 0.8, 0.5, 0.1])  # <= 0.5 x 0.8 = 0.4 from 30 on: 50
-    assert fa.phase_starts(epochs, train, restricted, excluded) == [20, 30, 50]
-    assert fa.phase_starts(epochs, np.ones(6), restricted, excluded) == [None, None, None]
+    epochs = np.array([0, 10, 20, 30, 40, 50, 60, 70])
+    train = np.array([1.2, 0.95, 0.5, 0.1, 0.01, 0.01, 0.01, 0.01])  # <= 0.9 x min(1.2, 1) = 0.9: first at 20
+    # excluded loss from 20 on: minimum 0.20 at 30; first >= 0.30 at 60 (the rise); the last epoch
+    # before it within 0.02 of the minimum is 50 (0.215; 40's 0.23 is above the floor, 50 is back on it)
+    excluded = np.array([1.2, 0.95, 0.55, 0.20, 0.23, 0.215, 0.9, 1.5])
+    restricted = np.array([1.0, 1.0, 0.9, 0.85, 0.8, 0.6, 0.35, 0.1])  # <= 0.5 x 0.6 (at 50) from 50 on: 70
+    assert fa.phase_starts(epochs, train, restricted, excluded) == [20, 50, 70]
+    assert fa.phase_starts(epochs, np.ones(8), restricted, excluded) == [None, None, None]  # never memorises
+    # the excluded loss falls with the training loss and never rises: no circuit
     assert fa.phase_starts(epochs, train, restricted, train + 0.05) == [20, None, None]
+    # a rise of 0.09 above the minimum is not a rise
+    assert fa.phase_starts(epochs, train, restricted, np.minimum(excluded, 0.29)) == [20, None, None]
+    # the restricted loss never halves: circuit found, clean-up not
+    assert fa.phase_starts(epochs, train, np.full(8, 0.7), excluded) == [20, 50, None]
+    # a lower excluded loss BEFORE memorisation does not count: the floor is taken from 20 on
+    early_dip = excluded.copy()
+    early_dip[1] = 0.0
+    assert fa.phase_starts(epochs, train, restricted, early_dip) == [20, 50, 70]
 
 
 # ============================================================================ schedule and hook
@@ -219,3 +230,19 @@ def test_progress_figure(tiny):
     assert len(top.lines) == 5 + 1 + 2  # 4 curves + logged validation, chance, two phase starts
     assert [ln.get_xdata()[0] for ln in bottom.lines[1:]] == [5, 20]
     assert top.get_ylabel() and bottom.get_xlabel()
+
+
+def test_readers_apply_todays_phase_rules_and_refuse_a_damaged_file(tiny, tmp_path):
+    import shutil
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(tiny[0], run_dir)
+    assert fa.main([run_dir]) == 0
+    path = os.path.join(run_dir, fa.PROGRESS)
+    pm = dict(np.load(path))
+    truth = fa.progress_phases(pm)
+    stale = {**pm, "phases": np.full((1, 3), 7, dtype=np.int64)}  # written under some older rule
+    miiii.save_npz(path, stale)
+    np.testing.assert_array_equal(fa.load_records(run_dir, progress_params=False)["progress"]["phases"], truth)
+    miiii.save_npz(path, {**pm, "train_loss": pm["train_loss"][:-1]})  # one epoch short
+    with pytest.raises(fa.RunError, match="damaged"):
+        fa.load_records(run_dir, progress_params=False)

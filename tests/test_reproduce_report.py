@@ -1,0 +1,26 @@
+"""The report helpers of experiments/reproduce.py that turn run numbers into RESULTS.md's words."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+
+import reproduce  # noqa: E402
+
+
+def test_mean_sd_counts_the_missing():
+    assert reproduce.mean_sd([100, 200, None]) == "150 ± 71 (n = 2; not reached in 1)"
+    assert reproduce.mean_sd([None, None]) == "not reached (2 of 2)"
+    assert reproduce.mean_sd([7]) == "7 (n = 1)"
+
+
+def test_speed_line_words_follow_the_ratio():
+    line = reproduce.speed_line({"ema": ([1000, 1000], 2), "fast": ([400, 600], 2), "same": ([950], 2),
+                                 "slow": ([2000, 2400], 2), "never": ([], 3)})
+    assert "`ema` itself got there in 2 of 2 seeds" in line
+    assert "`fast` 2.00x, faster" in line  # 1000 / 500
+    assert "`same` 1.05x, about as fast, 1 of 2 seeds short" in line
+    assert "`slow` 0.45x, slower" in line  # 1000 / 2200
+    assert "`never` never (3 of 3 seeds short)" in line
+    assert "no speed ratios" in reproduce.speed_line({"ema": ([], 3), "ma": ([500], 3)})
+    assert reproduce.speed_line({"ema": ([10], 1)}, 0.95).startswith("Speed to >= 0.95 against `ema`")
