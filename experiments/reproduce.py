@@ -92,6 +92,19 @@ FILTER_VARIANTS = {
 }
 
 
+# A filter comparison needs its baselines: `--only filters` also runs T_nanda's ema and none runs
+# (group nanda), `--only filters-miiii` T_miiii's (group claims), so each is one self-contained command.
+FILTER_BASELINES = {"filters": [f"nanda{k}-s{s}" for k in ("", "-nofilter") for s in SEEDS],
+                    "filters-miiii": [f"miiii{k}-s{s}" for k in ("", "-nofilter") for s in SEEDS]}
+
+
+def select(only=None):
+    """The runs of the groups named in `only` (comma-separated; None: all), filter baselines included."""
+    chosen = set(only.split(",")) if only else None
+    return {k: v for k, v in all_runs().items()
+            if chosen is None or v[0] in chosen or any(k in FILTER_BASELINES[g] for g in chosen & set(FILTER_BASELINES))}
+
+
 def filter_runs():
     runs = {f"nanda-{kind}-s{s}": ("filters", [*NANDA, *flags, "--epochs", "4000", "--seed", str(s)])
             for s in SEEDS for kind, flags in FILTER_VARIANTS.items()}
@@ -590,7 +603,8 @@ def filters_section(runs):
              "`gap` are the two dynamic variants (README, *Gradient filters*). The epoch from which accuracy "
              "*stays* >= 0.99 on every task moves with one late dip of one task (T_miiii: 17 tasks, 744 validation "
              "pairs each), so read the 0.95 and 0.99 columns together; figure `filters_compared` below shows the "
-             "curves.", ""]
+             "curves. One command per task makes every run of its table: `python experiments/reproduce.py --only "
+             "filters` (T_nanda) and `--only filters-miiii` (T_miiii).", ""]
     for task, prefix, nofilter in (("T_nanda (p = 59, d 128, lr 1e-3, wd 1, lambda 2, dropout 0.1; `none` ran "
                                     "10,000 epochs, `ema` 3,000, the others 4,000)", "nanda", "nanda-nofilter"),
                                    ("T_miiii (p = 61, d 128, lr 3e-3, wd 1, lambda 2, train 0.8; `none` ran "
@@ -880,7 +894,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--commands", action="store_true", help="print the missing runs' commands and exit")
     ap.add_argument("--report", action="store_true", help="only collect results and write RESULTS.md")
-    ap.add_argument("--only", help="run these groups (comma-separated): sweep, claims, nanda, filters, filters-miiii")
+    ap.add_argument("--only", help="run these groups (comma-separated): sweep, claims, nanda, filters, filters-miiii "
+                    "(the two filter groups include their ema and none baselines)")
     ap.add_argument("--names", help="comma-separated run names (default: every run of the groups chosen)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads per run (default 1)")
@@ -890,7 +905,7 @@ def main(argv=None):
     if bad:
         print(f"reproduce.py: error: no group named {bad[0]!r} (groups: {', '.join(groups)})", file=sys.stderr)
         return 2
-    runs = {k: v for k, v in all_runs().items() if args.only is None or v[0] in args.only.split(",")}
+    runs = select(args.only)
     if args.names:
         unknown = [k for k in args.names.split(",") if k not in runs]
         if unknown:

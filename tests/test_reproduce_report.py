@@ -24,3 +24,13 @@ def test_speed_line_words_follow_the_ratio():
     assert "`never` never (3 of 3 seeds short)" in line
     assert "no speed ratios" in reproduce.speed_line({"ema": ([], 3), "ma": ([500], 3)})
     assert reproduce.speed_line({"ema": ([10], 1)}, 0.95).startswith("Speed to >= 0.95 against `ema`")
+
+
+def test_a_filter_comparison_is_one_command_with_its_baselines():
+    for group, task in (("filters", "nanda"), ("filters-miiii", "miiii")):
+        names = set(reproduce.select(group))
+        for s in reproduce.SEEDS:  # none, ema and the four others, every seed
+            assert {f"{task}-s{s}", f"{task}-nofilter-s{s}"} <= names
+            assert {f"{task}-{k}-s{s}" for k in reproduce.FILTER_VARIANTS} <= names
+        assert not any(n.startswith("sweep-") or n.startswith("masked") for n in names)
+    assert set(reproduce.select(None)) == set(reproduce.all_runs())
