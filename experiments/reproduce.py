@@ -164,7 +164,8 @@ def is_complete(name, flags):
 
 
 def record_wall_time(name, seconds, threads, jobs):
-    """Append this invocation's wall time to the run's wall.json (an extension adds a second entry)."""
+    """Append this invocation's wall time to the run's wall.json (an extension adds a second entry);
+    jobs: the most training processes (miiii.py, this run included) seen on the machine meanwhile."""
     path = os.path.join(ROOT, RUNS, name, "wall.json")
     try:
         with open(path) as f:
@@ -179,18 +180,27 @@ def record_wall_time(name, seconds, threads, jobs):
         json.dump(entries, f, indent=1)
 
 
-def busy_elsewhere():
-    """Names of runs a miiii.py process started by someone else (another reproduce.py, a user) is
-    training right now, read from /proc (Linux); such runs are waited for, not started twice."""
-    busy = set()
+def training_processes():
+    """The argument lists of every miiii.py process on this machine, read from /proc (Linux; [] elsewhere)."""
+    found = []
     for pid in (p for p in os.listdir("/proc") if p.isdigit()) if os.path.isdir("/proc") else ():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 args = f.read().decode(errors="replace").split("\0")
         except OSError:
             continue
+        if any(os.path.basename(a) == "miiii.py" for a in args):
+            found.append(args)
+    return found
+
+
+def busy_elsewhere(processes=None):
+    """Names of runs a miiii.py process started by someone else (another reproduce.py, a user) is
+    training right now; such runs are waited for, not started twice."""
+    busy = set()
+    for args in training_processes() if processes is None else processes:
         for flag in ("--out", "--resume"):
-            if "miiii.py" in " ".join(args) and flag in args and args.index(flag) + 1 < len(args):
+            if flag in args and args.index(flag) + 1 < len(args):
                 path = os.path.normpath(args[args.index(flag) + 1])
                 if os.path.dirname(path) == os.path.normpath(RUNS):
                     busy.add(os.path.basename(path))
@@ -204,7 +214,10 @@ def run_all(runs, jobs, threads):
     running, done = {}, {}
     os.makedirs(os.path.join(ROOT, "results", "logs"), exist_ok=True)
     while pending or running:
-        elsewhere = busy_elsewhere() - set(running)
+        processes = training_processes()
+        for name in running:  # the most training processes seen beside each run (wall.json's load)
+            running[name][3][0] = max(running[name][3][0], len(processes))
+        elsewhere = busy_elsewhere(processes) - set(running)
         startable = [(n, f) for n, f in pending if n not in elsewhere]
         while startable and len(running) + len(elsewhere) < jobs:
             name, flags = startable.pop(0)
@@ -213,18 +226,18 @@ def run_all(runs, jobs, threads):
                 continue
             log = open(os.path.join(ROOT, "results", "logs", f"{name}.log"), "a")
             proc = subprocess.Popen(command(name, flags, threads), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            running[name] = (proc, time.time(), log)
+            running[name] = (proc, time.time(), log, [len(running) + 1 + len(elsewhere)])
             print(f"started {name}", flush=True)
         if not running and not startable and pending:
             time.sleep(5)  # only runs that others are training are left: wait for them
             continue
         time.sleep(2)
-        for name, (proc, start, log) in list(running.items()):
+        for name, (proc, start, log, load) in list(running.items()):
             if proc.poll() is not None:
                 log.close()
                 done[name] = (proc.returncode, time.time() - start)
                 if proc.returncode == 0:  # an interrupted piece is not a run's time
-                    record_wall_time(name, time.time() - start, threads, jobs)
+                    record_wall_time(name, time.time() - start, threads, load[0])
                 print(f"finished {name}: exit {proc.returncode}, {(time.time() - start) / 60:.1f} min", flush=True)
                 del running[name]
     return done
@@ -604,7 +617,9 @@ def filters_section(runs):
     import numpy as np
     lines = ["## 4. GrokFast filters compared", "",
              "Epochs from which validation accuracy stays >= 0.95 / >= 0.99 on every task, mean ± sd over seeds "
-             "0-2, and minutes per run (one BLAS thread, two runs side by side). Fairness: all use AdamW with "
+             "0-2, and minutes per run (one BLAS thread, two runs side by side as a rule; each run's wall.json says how many "
+             "shared the machine, and some of the `ema` and `none` runs shared it with three or were paused for "
+             "timing, so compare minutes only within a load). Fairness: all use AdamW with "
              "decoupled weight decay; GrokFast's ~50x headline was measured with Adam and coupled L2 weight "
              "decay, where the EMA also filters the decay term, so no 50x is expected here. `bandpass` and "
              "`gap` are the two dynamic variants (README, *Gradient filters*); `ema0.9` is plain EMA at alpha 0.9, "
@@ -925,8 +940,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--commands", action="store_true", help="print the missing runs' commands and exit")
     ap.add_argument("--report", action="store_true", help="only collect results and write RESULTS.md")
-    ap.add_argument("--only", help="run these groups (comma-separated): sweep, claims, nanda, filters, filters-miiii "
-                    "(the two filter groups include their ema and none baselines)")
+    ap.add_argument("--only", help="run these groups (comma-separated): "
+                    + ", ".join(sorted({group for group, _ in all_runs().values()}))
+                    + " (the two filter groups include their ema and none baselines)")
     ap.add_argument("--names", help="comma-separated run names (default: every run of the groups chosen)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads per run (default 1)")

@@ -1,6 +1,9 @@
-"""The report helpers of experiments/reproduce.py that turn run numbers into RESULTS.md's words."""
+"""The report helpers of experiments/reproduce.py that turn run numbers into RESULTS.md's words, and
+the runner's view of the training processes on the machine."""
 import os
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
@@ -34,3 +37,25 @@ def test_a_filter_comparison_is_one_command_with_its_baselines():
             assert {f"{task}-{k}-s{s}" for k in reproduce.FILTER_VARIANTS} <= names
         assert not any(n.startswith("sweep-") or n.startswith("masked") for n in names)
     assert set(reproduce.select(None)) == set(reproduce.all_runs())
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc (Linux)")
+def test_the_runner_sees_training_processes_started_by_others(tmp_path):
+    import subprocess
+    fake = tmp_path / "miiii.py"
+    fake.write_text("import time\ntime.sleep(30)\n")
+    out = os.path.join(reproduce.RUNS, "someone-elses-run")
+    proc = subprocess.Popen([sys.executable, str(fake), "--resume", out, "--epochs", "10"])
+    try:
+        import time
+        for _ in range(50):  # until the child has exec'd
+            if any(str(fake) in a for a in sum(reproduce.training_processes(), [])):
+                break
+            time.sleep(0.05)
+        seen = reproduce.training_processes()
+        assert any(str(fake) in args for args in seen)
+        assert "someone-elses-run" in reproduce.busy_elsewhere(seen)
+        assert reproduce.busy_elsewhere([["python", "miiii.py", "--out", "/elsewhere/run"]]) == set()
+    finally:
+        proc.kill()
+        proc.wait()
