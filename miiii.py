@@ -1291,8 +1291,9 @@ def parse_command(argv):
         if status == "complete" and not extend:
             plan = "done"
         elif status == "complete" and not has_checkpoint:
-            raise UsageError(f"{out} was finished before runs kept their final state (no {CHECKPOINT}); "
-                             f"it cannot be extended: train a new run with --epochs {cfg['epochs']}")
+            raise UsageError(f"{out} is finished but has no {CHECKPOINT} (checkpoints stay out of git, and "
+                             f"older runs did not keep one); it cannot be extended: train a new run with "
+                             f"--epochs {cfg['epochs']}")
         else:
             plan = "resume" if has_checkpoint else "new"  # 'started': nothing to continue from
     else:

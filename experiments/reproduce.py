@@ -124,11 +124,23 @@ def filter_runs():
     return runs
 
 
+# The paper's configuration (every default of miiii.py: p 113, d 256, lr 3e-4, wd 1/3, lambda 0.5,
+# train 0.5) on this CPU, to Table 1's fourth column: ~70 min with both cores (`--only paper --jobs 1
+# --threads 2`). `python miiii.py --resume results/runs/paper-miiii-s0 --epochs 65536` continues it,
+# bit-identical to a 65,536-epoch run, where there is time or a GPU.
+PAPER_EPOCHS = 16384
+
+
+def paper_runs():
+    return {"paper-miiii-s0": ("paper", ["--task", "miiii", "--epochs", str(PAPER_EPOCHS), "--seed", "0"])}
+
+
 def all_runs():
     runs = {}
     runs.update(sweep_runs())
     runs.update(claim_runs())
     runs.update(filter_runs())
+    runs.update(paper_runs())
     return runs
 
 
@@ -822,6 +834,14 @@ def draw_figures(runs, out):
             save(figures.fig_omega_and_accuracy(r0["omega"], r0["metrics"], r0["config"]["moduli"],
                                                 task=f"T_miiii p = {r0['config']['p']}", talk=figures.talk_omega(r0)),
                  "miiii_omega_and_accuracy")
+    rp = runs.get("paper-miiii-s0")
+    if rp is not None:
+        save(figures.fig_task_accuracy(rp["metrics"], rp["config"]["moduli"], task="T_miiii p = 113 (paper config)"),
+             "paper_task_accuracy")
+        if rp.get("omega") is not None:
+            save(figures.fig_omega_and_accuracy(rp["omega"], rp["metrics"], rp["config"]["moduli"],
+                                                task="T_miiii p = 113 (paper config)", talk=figures.talk_omega(rp)),
+                 "paper_omega_and_accuracy")
     pair = [r for r in (runs.get("nanda-s0"), runs.get("nanda-wd0-s0")) if r is not None]
     if pair and all("collapse_grad" in r["metrics"] for r in pair):
         fig = Figure(figsize=(8, 4.5), layout="constrained")
@@ -903,21 +923,53 @@ def write_results(path=os.path.join(ROOT, "RESULTS.md")):
              "BLAS thread each, then writes this file and `docs/results/`); `--report` only redraws from the "
              "committed run directories in `results/runs/` (config.json, metrics.npz, the analysis records, "
              "analysis.json, wall.json), `--commands` prints the runs' plain `python miiii.py` commands. "
-             "Machine: 2-core AMD EPYC (AVX-512), NumPy with OpenBLAS, no GPU (none was lent to the session "
-             "that made these runs, so the paper-scale run (p = 113, 65,536 epochs) was not made: every row "
-             "is at CPU scale).", ""]
+             "Machine: 2-core AMD EPYC (AVX-512), NumPy with OpenBLAS, no GPU (none was lent to the sessions "
+             "that made these runs). Every row of the claims table is at CPU scale; the paper's configuration "
+             + (f"ran on the CPU for its first {runs['paper-miiii-s0']['config']['epochs']:,} of 65,536 epochs "
+                "(section 3)." if "paper-miiii-s0" in runs else "was not run (section 3)."), ""]
     if missing:
         lines += [f"Runs not (yet) made, so their rows are absent: {', '.join(missing)}.", ""]
     claims, verdicts = claims_section(runs)
     lines += summary(verdicts) + [""]
     lines += sweep_section(sweep) if sweep else []
     lines += claims + table1_section(runs)
-    lines += ["## 3. The paper-scale run", "", PAPER_SCALE, ""]
+    lines += paper_section(runs)
     lines += filters_section(runs) + collapse_section(runs) + progress_section(runs) + ["## Figures", ""]
     lines += [f"![{stem}](docs/results/{stem}.png)" for stem in written] + [""]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def paper_section(runs):
+    """Section 3: the paper's configuration, as far as it ran on this CPU."""
+    import numpy as np
+    import figures
+    r = runs.get("paper-miiii-s0")
+    if r is None:
+        return ["## 3. The paper-scale run", "", PAPER_SCALE, ""]
+    cfg, m = r["config"], r["metrics"]
+    moduli, E = cfg["moduli"], int(cfg["epochs"])
+    va = m["valid_acc"][-1]
+    g95, g99 = grok(r, 0.95), grok(r, 0.99)
+    solved = [(q, e) for q, e in zip(moduli, g99) if e is not None]
+    lines = [f"## 3. The paper-scale run: the paper's configuration on the CPU, {E:,} of 65,536 epochs", "",
+             f"`{flags_of('paper-miiii-s0').replace('--threads 1', '--threads 2')}`: p = {cfg['p']} "
+             f"({len(moduli)} tasks), d = {cfg['d']}, lr {cfg['lr']:g}, wd {cfg['wd']:.4g}, lambda {cfg['lamb']:g}, "
+             f"dropout {cfg['dropout']:g}, train fraction {cfg['train_frac']:g}; "
+             + (f"{minutes(r):.0f} minutes with both cores. " if minutes(r) else "") + "No GPU was lent, so the talk's "
+             f"65,536 epochs were not reached; `python miiii.py --resume {os.path.join(RUNS, 'paper-miiii-s0')} "
+             "--epochs 65536` continues this run where its checkpoint is (checkpoints stay out of git), bit-identical "
+             "to a 65,536-epoch run.", "",
+             f"After {E:,} epochs: validation accuracy min {va.min():.3f} / mean {va.mean():.3f} over the tasks; "
+             f"{sum(e is not None for e in g95)} of {len(moduli)} tasks stay >= 0.95 and {len(solved)} stay >= 0.99 "
+             "to the end" + (" (" + ", ".join(f"q = {q} from {e:,}" for q, e in solved) + ")" if solved else "")
+             + f"; training accuracy min {m['train_acc'][-1].min():.3f} / mean {m['train_acc'][-1].mean():.3f}.", ""]
+    if r.get("analysis"):
+        lines += ["Table 1 of this run. The talk's rule spreads its 168 columns over the run's own length, so "
+                  f"at {E:,} epochs its columns are not the talk's epochs; the per-epoch rows are comparable.", "",
+                  figures.table1_markdown(r["analysis"], "this run").strip(), ""]
+    return lines
 
 
 PAPER_SCALE = ("No GPU was available to the session that made these runs (the device draw lent none), and the "
