@@ -964,7 +964,10 @@ def paper_section(runs):
              f"After {E:,} epochs: validation accuracy min {va.min():.3f} / mean {va.mean():.3f} over the tasks; "
              f"{sum(e is not None for e in g95)} of {len(moduli)} tasks stay >= 0.95 and {len(solved)} stay >= 0.99 "
              "to the end" + (" (" + ", ".join(f"q = {q} from {e:,}" for q, e in solved) + ")" if solved else "")
-             + f"; training accuracy min {m['train_acc'][-1].min():.3f} / mean {m['train_acc'][-1].mean():.3f}.", ""]
+             + ("; >= 0.95, by epoch: " + ", ".join(f"q = {q} from {e:,}" for q, e in sorted(
+                 ((q, e) for q, e in zip(moduli, g95) if e is not None), key=lambda qe: qe[1])) if any(g95) else "")
+             + f"; training accuracy min {m['train_acc'][-1].min():.3f} / mean {m['train_acc'][-1].mean():.3f}. "
+             "Figures `paper_task_accuracy` and `paper_omega_and_accuracy` below.", ""]
     if r.get("analysis"):
         lines += ["Table 1 of this run. The talk's rule spreads its 168 columns over the run's own length, so "
                   f"at {E:,} epochs its columns are not the talk's epochs; the per-epoch rows are comparable.", "",
