@@ -803,6 +803,11 @@ def progress_phases(pm):
         for t in range(np.asarray(pm["train_loss"]).shape[1])], dtype=np.int64).reshape(-1, 3)
 
 
+def task_phases(pm, t):
+    """Task t's phase starts as {PHASES name: epoch, or None where not found} (pm: progress.npz's arrays)."""
+    return dict(zip(PHASES, [None if e < 0 else int(e) for e in np.asarray(pm["phases"])[t].tolist()]))
+
+
 def signed_wave(k0, k1, p):
     """A folded (k0, k1) as shown to people: k0 above p/2 is the negative frequency k0 - p."""
     return [int(k0) - p if 2 * int(k0) > p else int(k0), int(k1)]
@@ -820,7 +825,7 @@ def progress_summary(pm, labels, p, shown=PROGRESS_WAVES_SHOWN):
             "n_key_waves": len(waves), "key_waves": waves[:shown],
             "key_freqs_sum": diagonal if len(diagonal) == len(waves) else None,
             "key_share": float(pm["key_share"][rows].sum()),
-            "phases": dict(zip(PHASES, [None if e < 0 else int(e) for e in pm["phases"][t].tolist()])),
+            "phases": task_phases(pm, t),
             "final_restricted_loss": float(pm["restricted_loss"][-1, t]),
             "final_excluded_loss": float(pm["excluded_loss"][-1, t]),
             "final_train_loss": float(pm["train_loss"][-1, t]),

@@ -550,8 +550,7 @@ def claims_section(runs):
         kf = [len(a(r, "key_freqs_authors") or []) for r in nanda_paper]
         ko = [len(a(r, "key_freqs") or []) for r in nanda_paper]
         tasks = [((a(r, "progress") or {}).get("tasks") or {}) for r in nanda_paper]
-        phases = [dict(zip(fa.PHASES, [None if e < 0 else int(e) for e in r["progress"]["phases"][0]]))
-                  if "progress" in r else {} for r in nanda_paper]  # under today's rules (load_records)
+        phases = [fa.task_phases(r["progress"], 0) if "progress" in r else {} for r in nanda_paper]  # today's rules
         waves = [len(next(iter(t.values()))["key_freqs_sum"] or []) if t else None for t in tasks]
         have = all(phases)
         in_order = [None not in (*ph.values(), g) and ph["memorisation"] <= ph["circuit_formation"] <= ph["cleanup"] <= g
@@ -720,7 +719,7 @@ PROGRESS_GROUPS = (  # (label, run prefix, tasks shown: moduli, None = every tas
 
 def progress_section(runs):
     """Nanda et al.'s progress measures (issue 12): the phase starts per task beside the grokking epoch."""
-    import numpy as np
+    import fft_analysis as fa
     lines = ["## 6. Progress measures (Nanda et al. 2023)", "",
              "Phase starts found by the rules of the README (*Progress measures*) on the restricted, excluded and "
              "training losses at the ~63 recorded epochs of each run, mean ± sd over the seeds that have the "
@@ -738,14 +737,14 @@ def progress_section(runs):
         seeds = ", ".join(r["name"].rsplit("-s", 1)[1] for r in rs)
         for q in (moduli if shown is None else [q for q in shown if q in moduli]):
             t = moduli.index(q)
-            ph = [[None if e < 0 else int(e) for e in r["progress"]["phases"][t]] for r in rs]
+            ph = [list(fa.task_phases(r["progress"], t).values()) for r in rs]
             g99 = [grok(r, 0.99)[t] for r in rs]
             keys = [int((r["progress"]["key_waves"][:, 0] == t).sum()) for r in rs]
             lines.append(f"| {label} (seeds {seeds}) | mod {q} | " + " | ".join(
                 mean_sd([p[i] for p in ph]) for i in range(3)) + f" | {mean_sd(g99)} | {mean_sd(keys, '{:.1f}')} |")
         for r in rs:  # every task of every run, for the counts below
             for t in range(len(moduli)):
-                memo, circuit, cleanup = (None if e < 0 else int(e) for e in r["progress"]["phases"][t])
+                memo, circuit, cleanup = fa.task_phases(r["progress"], t).values()
                 g = grok(r, 0.99)[t]
                 found["circuit"][0] += circuit is not None
                 found["cleanup"][0] += cleanup is not None
@@ -826,22 +825,15 @@ def draw_figures(runs, out):
         ax.legend(fontsize=7, frameon=False)
         ax.set_title("The sweep: the slowest task's validation accuracy (T_miiii, seed 0)")
         save(fig, "sweep_min_valid_acc")
-    r0 = runs.get("miiii-s0")
-    if r0 is not None:
-        save(figures.fig_task_accuracy(r0["metrics"], r0["config"]["moduli"], task=f"T_miiii p = {r0['config']['p']}"),
-             "miiii_task_accuracy")
-        if r0.get("omega") is not None:
-            save(figures.fig_omega_and_accuracy(r0["omega"], r0["metrics"], r0["config"]["moduli"],
-                                                task=f"T_miiii p = {r0['config']['p']}", talk=figures.talk_omega(r0)),
-                 "miiii_omega_and_accuracy")
-    rp = runs.get("paper-miiii-s0")
-    if rp is not None:
-        save(figures.fig_task_accuracy(rp["metrics"], rp["config"]["moduli"], task="T_miiii p = 113 (paper config)"),
-             "paper_task_accuracy")
-        if rp.get("omega") is not None:
-            save(figures.fig_omega_and_accuracy(rp["omega"], rp["metrics"], rp["config"]["moduli"],
-                                                task="T_miiii p = 113 (paper config)", talk=figures.talk_omega(rp)),
-                 "paper_omega_and_accuracy")
+    for name, stem, config in (("miiii-s0", "miiii", ""), ("paper-miiii-s0", "paper", " (paper config)")):
+        r = runs.get(name)
+        if r is None:
+            continue
+        task, moduli = f"T_miiii p = {r['config']['p']}{config}", r["config"]["moduli"]
+        save(figures.fig_task_accuracy(r["metrics"], moduli, task=task), f"{stem}_task_accuracy")
+        if r.get("omega") is not None:
+            save(figures.fig_omega_and_accuracy(r["omega"], r["metrics"], moduli, task=task,
+                                                talk=figures.talk_omega(r)), f"{stem}_omega_and_accuracy")
     pair = [r for r in (runs.get("nanda-s0"), runs.get("nanda-wd0-s0")) if r is not None]
     if pair and all("collapse_grad" in r["metrics"] for r in pair):
         fig = Figure(figsize=(8, 4.5), layout="constrained")
