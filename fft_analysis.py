@@ -119,7 +119,7 @@ interpretability", §5; `progress_measures`), computed from parameters kept duri
   (orthogonally, via fft2: the key entries, their mirrors (-k0, -k1) and the constant kept);
   restricted loss = their loss on ALL p^2 inputs. Excluded logits: the key waves removed (the
   constant and all other waves kept); excluded loss = their loss on the TRAINING inputs. Losses are
-  per task, mean cross-entropy / ln q (chance 1.0), as miiii's metrics; float64 on the host.
+  per task, mean cross-entropy / ln q (chance 1.0), computed by miiii's own loss in float64.
 * Sum of squared weights: of all nine parameters.
 * T_miiii (n mod q, n = x0 + p x1). A function of n mod q is q-periodic in n, i.e. a combination of
   waves cos(2 pi j (x0 + p x1) / q + phi), j = 1 .. q//2. On the p x p grid such a wave has
@@ -635,18 +635,22 @@ def all_logits(params, p, batch=16384):
     return np.concatenate(parts, axis=0).astype(np.float64)  # (N, C)
 
 
-def head_loss(logits, y):
-    """Mean cross-entropy / ln q of logits (M, q) float64 against targets y (M,): chance = 1.0.
+def head_nll(logits, y, classes):
+    """(M, T) float64 host array: each sample's cross-entropy / ln q per head (chance = 1.0).
 
-    The same per-task normalisation as miiii's metrics; float64, the largest class's term set aside
-    so that a confident answer keeps its tiny loss (log1p of the others' mass, as miiii does).
+    logits (M, C) and y (M, T) (or (M,) for one head). Computed by miiii's own loss in float64, so
+    the progress curves and the logged metrics share one formula: a confident answer keeps its tiny
+    loss (log1p of the other classes' mass) instead of rounding to 0.
     """
-    M, q = logits.shape
-    z = logits - logits.max(axis=1, keepdims=True)  # (M, q), largest entry 0
-    e = np.exp(z)
-    e[np.arange(M), z.argmax(axis=1)] = 0.0  # the largest class: exp(0) = 1, taken out of the sum
-    lse = np.log1p(e.sum(axis=1))  # (M,) log sum exp
-    return float((lse - z[np.arange(M), y]).mean() / math.log(q))
+    logits = miiii.to_device(np.asarray(logits, dtype=np.float64))
+    y = miiii.to_device(np.asarray(y).reshape(len(logits), -1))
+    _, cache = miiii.cross_entropy_forward(logits, y, classes)
+    return miiii.to_host(cache["nll"]) / np.log(np.asarray(classes, dtype=np.float64))
+
+
+def head_loss(logits, y):
+    """Mean cross-entropy / ln q of one head's logits (M, q) against targets y (M,): chance = 1.0."""
+    return float(head_nll(logits, y, [logits.shape[1]]).mean())
 
 
 def logit_grids(logits, p):
@@ -777,10 +781,11 @@ def progress_measures(run):
     for i, e in enumerate(epochs.tolist()):
         logits = all_logits(snaps[e], p)  # (N, C)
         out["sum_sq_weights"][i] = sum_squared_weights(snaps[e])
-        for t in range(T):
+        nll = head_nll(logits, y, classes)  # (N, T), every head at once
+        out["train_loss"][i] = nll[task["train"]].mean(axis=0)
+        out["valid_loss"][i] = nll[task["valid"]].mean(axis=0) if len(task["valid"]) else np.nan
+        for t in range(T):  # each head has its own key waves
             head, yt = logits[:, offsets[t]:offsets[t + 1]], y[:, t]  # (N, q), (N,)
-            out["train_loss"][i, t] = head_loss(head[task["train"]], yt[task["train"]])
-            out["valid_loss"][i, t] = head_loss(head[task["valid"]], yt[task["valid"]]) if len(task["valid"]) else np.nan
             out["restricted_loss"][i, t], out["excluded_loss"][i, t] = restricted_and_excluded(
                 head, yt, p, keys[t][0], task["train"])
     out.update({
