@@ -553,8 +553,7 @@ def claims_section(runs):
         phases = [fa.task_phases(r["progress"], 0) if "progress" in r else {} for r in nanda_paper]  # today's rules
         waves = [len(next(iter(t.values()))["key_freqs_sum"] or []) if t else None for t in tasks]
         have = all(phases)
-        in_order = [None not in (*ph.values(), g) and ph["memorisation"] <= ph["circuit_formation"] <= ph["cleanup"] <= g
-                    for ph, g in zip(phases, gen)] if have else [False]
+        in_order = [in_nanda_order(ph, g) for ph, g in zip(phases, gen)] if have else [False]
         row("T_nanda at Nanda et al.'s setting scaled to CPU (frac 0.3, lr 1e-3, wd 1, no GrokFast): "
             "memorisation / circuit formation / clean-up", "~1.4k / 9.4k / 14k epochs at p = 113, 5 key frequencies",
             f"p = {nanda_paper[0]['config']['p']}: train acc >= 0.99 (memorised) at {mean_sd(mem)}; valid acc "
@@ -717,6 +716,13 @@ PROGRESS_GROUPS = (  # (label, run prefix, tasks shown: moduli, None = every tas
 )
 
 
+def in_nanda_order(phases, grokked):
+    """Nanda et al.'s sequence: memorisation <= circuit formation <= clean-up <= the epoch from which
+    validation accuracy stays >= 0.99; False when any of them is missing. phases: fa.task_phases."""
+    epochs = [*phases.values(), grokked]
+    return None not in epochs and epochs == sorted(epochs)
+
+
 def progress_section(runs):
     """Nanda et al.'s progress measures (issue 12): the phase starts per task beside the grokking epoch."""
     import fft_analysis as fa
@@ -728,35 +734,30 @@ def progress_section(runs):
              "logits' energy (T_nanda: (k, k) waves when it has grokked). Figures `progress_*` below.", "",
              "| runs | task | memorisation | circuit formation | clean-up | stays >= 0.99 | key waves |",
              "|---|---|---|---|---|---|---|"]
-    order_ok, order_all, found, spans = 0, 0, {"circuit": [0, 0], "cleanup": [0, 0]}, {}
+    every, spans = [], {}  # every: (phases, epoch of staying >= 0.99) of each task of each run
     for label, prefix, shown in PROGRESS_GROUPS:
         rs = [r for r in by_seed(runs, prefix) if "progress" in r]
         if not rs:
             continue
         moduli = [int(q) for q in rs[0]["progress"]["moduli"]]
         seeds = ", ".join(r["name"].rsplit("-s", 1)[1] for r in rs)
+        phases = [[fa.task_phases(r["progress"], t) for t in range(len(moduli))] for r in rs]  # [run][task]
+        g99 = [grok(r, 0.99) for r in rs]  # [run][task]
         for q in (moduli if shown is None else [q for q in shown if q in moduli]):
             t = moduli.index(q)
-            ph = [list(fa.task_phases(r["progress"], t).values()) for r in rs]
-            g99 = [grok(r, 0.99)[t] for r in rs]
             keys = [int((r["progress"]["key_waves"][:, 0] == t).sum()) for r in rs]
             lines.append(f"| {label} (seeds {seeds}) | mod {q} | " + " | ".join(
-                mean_sd([p[i] for p in ph]) for i in range(3)) + f" | {mean_sd(g99)} | {mean_sd(keys, '{:.1f}')} |")
-        for r in rs:  # every task of every run, for the counts below
-            for t in range(len(moduli)):
-                memo, circuit, cleanup = fa.task_phases(r["progress"], t).values()
-                g = grok(r, 0.99)[t]
-                found["circuit"][0] += circuit is not None
-                found["cleanup"][0] += cleanup is not None
-                found["circuit"][1] += 1
-                found["cleanup"][1] += 1
-                if circuit is not None and cleanup is not None and prefix.startswith("nanda"):
-                    spans.setdefault(label, []).append(cleanup - circuit)
-                if g is not None and None not in (memo, circuit, cleanup):
-                    order_all += 1
-                    order_ok += memo <= circuit <= cleanup <= g
-    lines += ["", f"Over every task of every run in this table ({found['circuit'][1]} run-tasks): circuit formation "
-              f"found in {found['circuit'][0]}, clean-up in {found['cleanup'][0]}; of the {order_all} that grokked "
+                mean_sd([ph[t][name] for ph in phases]) for name in fa.PHASES)
+                + f" | {mean_sd([g[t] for g in g99])} | {mean_sd(keys, '{:.1f}')} |")
+        every += [(ph, g) for ph_run, g_run in zip(phases, g99) for ph, g in zip(ph_run, g_run)]
+        if prefix.startswith("nanda"):
+            spans[label] = [ph["cleanup"] - ph["circuit_formation"] for ph_run in phases for ph in ph_run
+                            if ph["cleanup"] is not None and ph["circuit_formation"] is not None]
+    complete = [(ph, g) for ph, g in every if g is not None and None not in ph.values()]
+    order_ok = sum(in_nanda_order(ph, g) for ph, g in complete)
+    lines += ["", f"Over every task of every run in this table ({len(every)} run-tasks): circuit formation "
+              f"found in {sum(ph['circuit_formation'] is not None for ph, _ in every)}, clean-up in "
+              f"{sum(ph['cleanup'] is not None for ph, _ in every)}; of the {len(complete)} that grokked "
               f"and have all three starts, {order_ok} have them in Nanda et al.'s order, memorisation <= circuit "
               "formation <= clean-up <= the epoch from which validation accuracy stays >= 0.99. Epochs from the "
               "start of circuit formation to the start of clean-up on T_nanda: "

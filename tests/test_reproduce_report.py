@@ -59,3 +59,12 @@ def test_the_runner_sees_training_processes_started_by_others(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_nanda_order_needs_every_start_in_sequence():
+    ph = {"memorisation": 20, "circuit_formation": 150, "cleanup": 225}
+    assert reproduce.in_nanda_order(ph, 900)
+    assert not reproduce.in_nanda_order(ph, 200)  # grokked before clean-up started
+    assert not reproduce.in_nanda_order({**ph, "cleanup": None}, 900)
+    assert not reproduce.in_nanda_order(ph, None)
+    assert not reproduce.in_nanda_order({**ph, "circuit_formation": 10}, 900)
