@@ -314,10 +314,10 @@ def fmt_epoch(e):
     return "-" if e is None else f"{e:,}"
 
 
-def flags_of(name):
+def flags_of(name, threads=1):
     """The run's plain command from scratch (what the table documents; reproduce.py may extend instead)."""
     flags = all_runs()[name][1]
-    return shlex.join(["python", "miiii.py", *flags, "--out", os.path.join(RUNS, name), "--threads", "1"])
+    return shlex.join(["python", "miiii.py", *flags, "--out", os.path.join(RUNS, name), "--threads", str(threads)])
 
 
 # ---------------------------------------------------------------------------- the sweep table
@@ -947,7 +947,7 @@ def paper_section(runs):
     g95, g99 = grok(r, 0.95), grok(r, 0.99)
     solved = [(q, e) for q, e in zip(moduli, g99) if e is not None]
     lines = [f"## 3. The paper-scale run: the paper's configuration on the CPU, {E:,} of 65,536 epochs", "",
-             f"`{flags_of('paper-miiii-s0').replace('--threads 1', '--threads 2')}`: p = {cfg['p']} "
+             f"`{flags_of('paper-miiii-s0', threads=2)}`: p = {cfg['p']} "
              f"({len(moduli)} tasks), d = {cfg['d']}, lr {cfg['lr']:g}, wd {cfg['wd']:.4g}, lambda {cfg['lamb']:g}, "
              f"dropout {cfg['dropout']:g}, train fraction {cfg['train_frac']:g}; "
              + (f"{minutes(r):.0f} minutes with both cores. " if minutes(r) else "") + "No GPU was lent, so the talk's "
