@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -885,8 +886,23 @@ def run_config(cfg, status="running"):
         "backend": "cupy" if cfg["gpu"] else "numpy", "config_hash": config_hash(cfg),
         "trajectory_hash": config_hash(cfg, TRAJECTORY_KEYS),
         "extended_from": list(cfg.get("extended_from", [])), "threads": cfg.get("threads"),
-        "status": status,
+        "code_commit": code_commit(), "status": status,
     }
+
+
+def code_commit():
+    """The git commit of this file's checkout (a trailing '+' if it has uncommitted changes), or None
+    outside a git checkout: recorded in config.json so that a run names the code that made it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
 _UMASK = os.umask(0)

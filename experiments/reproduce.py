@@ -21,7 +21,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = os.path.join("results", "runs")
+RUNS = os.path.join("results", "runs")  # relative to ROOT; --runs-dir makes it an absolute path elsewhere
+LOGS = os.path.join(ROOT, "results", "logs")
 
 # ---------------------------------------------------------------------------- the runs
 # name -> (group, flags). Flags are miiii.py's; --out, --threads and --quiet are added by the runner.
@@ -125,14 +126,27 @@ def filter_runs():
 
 
 # The paper's configuration (every default of miiii.py: p 113, d 256, lr 3e-4, wd 1/3, lambda 0.5,
-# train 0.5) on this CPU, to Table 1's fourth column: ~70 min with both cores (`--only paper --jobs 1
-# --threads 2`). `python miiii.py --resume results/runs/paper-miiii-s0 --epochs 65536` continues it,
-# bit-identical to a 65,536-epoch run, where there is time or a GPU.
-PAPER_EPOCHS = 16384
+# train 0.5) at its own length, 65,536 epochs: ~0.39 s per step with one BLAS thread on the 2-core CPU,
+# ~7 h a run with two side by side. Tiers in the order they decide claims: tier 1 (GrokFast or not),
+# tier 2 (a second seed, no dropout), tier 3 (a third seed, the mask, T_nanda and T_basis at p = 113,
+# 16,384 epochs for the last two). Made from a frozen copy of the code with --runs-dir outside the
+# working tree (experiments/campaign.sh), then copied in with --sync.
+PAPER_EPOCHS = 65536
+PAPER_TIERS = {
+    "paper-miiii-s0": (1, ["--task", "miiii", "--seed", "0"]),
+    "paper-miiii-nofilter-s0": (1, ["--task", "miiii", "--filter", "none", "--seed", "0"]),
+    "paper-miiii-s1": (2, ["--task", "miiii", "--seed", "1"]),
+    "paper-miiii-nodropout-s0": (2, ["--task", "miiii", "--dropout", "0", "--seed", "0"]),
+    "paper-nanda-s0": (3, ["--task", "nanda", "--epochs", "16384", "--seed", "0"]),
+    "paper-basis-s0": (3, ["--task", "basis", "--epochs", "16384", "--seed", "0"]),
+    "paper-miiii-s2": (3, ["--task", "miiii", "--seed", "2"]),
+    "paper-masked-s0": (3, ["--task", "masked", "--seed", "0"]),
+}
 
 
 def paper_runs():
-    return {"paper-miiii-s0": ("paper", ["--task", "miiii", "--epochs", str(PAPER_EPOCHS), "--seed", "0"])}
+    return {name: ("paper", flags if "--epochs" in flags else [*flags, "--epochs", str(PAPER_EPOCHS)])
+            for name, (_, flags) in PAPER_TIERS.items()}
 
 
 def all_runs():
@@ -175,9 +189,11 @@ def is_complete(name, flags):
     return bool(config) and config.get("status") == "complete" and config.get("epochs") == wanted_epochs(flags)
 
 
-def record_wall_time(name, seconds, threads, jobs):
-    """Append this invocation's wall time to the run's wall.json (an extension adds a second entry);
-    jobs: the most training processes (miiii.py, this run included) seen on the machine meanwhile."""
+def record_wall_time(name, seconds, threads, jobs, piece=None, finished=True):
+    """Write this invocation's wall time into the run's wall.json (an extension or a resumed piece adds an
+    entry); jobs: the most training processes (miiii.py, this run included) seen on the machine meanwhile.
+    `piece`: the index of the entry to update (a running piece is rewritten every minute with
+    finished false, so a piece cut short by the end of a session keeps the time it had); returns it."""
     path = os.path.join(ROOT, RUNS, name, "wall.json")
     try:
         with open(path) as f:
@@ -185,11 +201,31 @@ def record_wall_time(name, seconds, threads, jobs):
     except (OSError, ValueError):
         entries = []
     config = run_config(name) or {}
-    entries.append({"seconds": round(seconds, 1), "epochs": config.get("epochs"), "threads": threads,
-                    "runs_side_by_side": jobs, "machine": f"{os.cpu_count()} cores",
-                    "date": time.strftime("%Y-%m-%d")})
-    with open(path, "w") as f:
-        json.dump(entries, f, indent=1)
+    entry = {"seconds": round(seconds, 1), "epochs": config.get("epochs"), "threads": threads,
+             "runs_side_by_side": jobs, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    if not finished:
+        entry["finished"] = False
+    if piece is None or piece >= len(entries):
+        entries.append(entry)
+        piece = len(entries) - 1
+    else:
+        entries[piece] = entry
+    if os.path.isdir(os.path.dirname(path)):
+        with open(path + ".tmp", "w") as f:
+            json.dump(entries, f, indent=1)
+        os.replace(path + ".tmp", path)
+    return piece
+
+
+def machine():
+    """'N cores' and, where Linux says it, the CPU's model name."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores" + (f", {model}" if model else "")
 
 
 def training_processes():
@@ -219,12 +255,13 @@ def busy_elsewhere(processes=None):
     return busy
 
 
-def run_all(runs, jobs, threads):
+def run_all(runs, jobs, threads, heartbeat=False):
     """Run the missing runs, `jobs` at a time (counting runs others are training); returns
-    {name: (exit code, seconds)}."""
+    {name: (exit code, seconds)}. heartbeat: keep each piece's wall time in wall.json while it runs
+    (for runs that outlast a session, whose pieces end when the session does)."""
     pending = [(name, flags) for name, (_, flags) in runs.items() if not is_complete(name, flags)]
     running, done = {}, {}
-    os.makedirs(os.path.join(ROOT, "results", "logs"), exist_ok=True)
+    os.makedirs(LOGS, exist_ok=True)
     while pending or running:
         processes = training_processes()
         for name in running:  # the most training processes seen beside each run (wall.json's load)
@@ -236,20 +273,24 @@ def run_all(runs, jobs, threads):
             pending.remove((name, flags))
             if is_complete(name, flags):  # finished elsewhere meanwhile
                 continue
-            log = open(os.path.join(ROOT, "results", "logs", f"{name}.log"), "a")
+            log = open(os.path.join(LOGS, f"{name}.log"), "a")
             proc = subprocess.Popen(command(name, flags, threads), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            running[name] = (proc, time.time(), log, [len(running) + 1 + len(elsewhere)])
+            running[name] = (proc, time.time(), log, [len(running) + 1 + len(elsewhere), None, time.time()])
             print(f"started {name}", flush=True)
         if not running and not startable and pending:
             time.sleep(5)  # only runs that others are training are left: wait for them
             continue
         time.sleep(2)
         for name, (proc, start, log, load) in list(running.items()):
+            if proc.poll() is None and heartbeat and time.time() - load[2] >= 60:
+                load[1] = record_wall_time(name, time.time() - start, threads, load[0], load[1], finished=False)
+                load[2] = time.time()
             if proc.poll() is not None:
                 log.close()
                 done[name] = (proc.returncode, time.time() - start)
-                if proc.returncode == 0:  # an interrupted piece is not a run's time
-                    record_wall_time(name, time.time() - start, threads, load[0])
+                if proc.returncode == 0 or heartbeat:  # an interrupted piece counts only where pieces are kept
+                    record_wall_time(name, time.time() - start, threads, load[0], load[1],
+                                     finished=proc.returncode == 0)
                 print(f"finished {name}: exit {proc.returncode}, {(time.time() - start) / 60:.1f} min", flush=True)
                 del running[name]
     return done
@@ -994,7 +1035,13 @@ def main(argv=None):
     ap.add_argument("--names", help="comma-separated run names (default: every run of the groups chosen)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads per run (default 1)")
+    ap.add_argument("--runs-dir", help="make the runs in this directory instead of results/runs (a long "
+                    "campaign outside the working tree; logs go to a 'logs' folder beside it); no report")
     args = ap.parse_args(argv)
+    global RUNS, LOGS
+    if args.runs_dir:
+        RUNS = os.path.abspath(args.runs_dir)
+        LOGS = os.path.join(os.path.dirname(RUNS), "logs")
     groups = sorted({group for group, _ in all_runs().values()})
     bad = [g for g in (args.only or "").split(",") if args.only and g not in groups]
     if bad:
@@ -1012,9 +1059,12 @@ def main(argv=None):
             if not is_complete(name, flags):
                 print(shlex.join(["python", *command(name, flags, args.threads)[1:]]))
         return 0
+    done = {}
     if not args.report:
-        done = run_all(runs, args.jobs, args.threads)
+        done = run_all(runs, args.jobs, args.threads, heartbeat=bool(args.runs_dir))
         analyse([name for name, (rc, _) in done.items() if rc == 0 and not name.startswith("sweep-")])
+    if args.runs_dir:
+        return 0 if all(rc == 0 for rc, _ in done.values()) else 1
     print(f"wrote {write_results()}")
     return 0
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The paper-scale campaign (registry group 'paper' of reproduce.py): start it, or resume every
+# unfinished run of it where its checkpoint is. One command, safe to repeat:
+#
+#     bash experiments/campaign.sh [DIR]      # DIR: $MIIII_CAMPAIGN, else ../miiii-campaign beside this checkout
+#
+# DIR/code  a frozen clone of this repository at the commit the campaign started from (a clone, not a
+#           `git worktree`: a worktree's registration lives in this checkout's .git and is lost with it)
+# DIR/runs  the run directories (outside the working tree; checkpoints live here)
+# DIR/logs  one log per run;  DIR/runner.log  the runner's own lines
+# The runner runs under nice -n 19, two runs at a time with one BLAS thread each, in the background;
+# a second invocation while one is running says so and exits 0. Copy what has finished into
+# results/runs/ and print the progress table with `python experiments/reproduce.py --sync DIR/runs`.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+dir="${1:-${MIIII_CAMPAIGN:-$(dirname "$here")/miiii-campaign}}"
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+if [ ! -d "$dir/code/.git" ]; then
+    commit="$(git -C "$here" rev-parse HEAD)"
+    if [ -n "$(git -C "$here" status --porcelain --untracked-files=no)" ]; then
+        echo "campaign.sh: $here has uncommitted changes; the campaign starts from a commit (commit first)" >&2
+        exit 2
+    fi
+    git clone --quiet "$here" "$dir/code"
+    git -C "$dir/code" checkout --quiet --detach "$commit"
+    echo "froze the code at $commit in $dir/code"
+fi
+exec 9>"$dir/runner.lock"
+if ! flock -n 9; then
+    echo "campaign.sh: a runner is already running in $dir (see $dir/runner.log)"
+    exit 0
+fi
+cd "$dir/code"
+echo "$(date -u +%FT%TZ) runner starts at $(git rev-parse HEAD)" >> "$dir/runner.log"
+OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg \
+    nohup nice -n 19 python3 experiments/reproduce.py --only paper --runs-dir "$dir/runs" --jobs 2 --threads 1 \
+    >> "$dir/runner.log" 2>&1 &
+# the background runner inherits fd 9, so the lock is held until it (and the runs it started) end
+echo "campaign runner started in the background (pid $!); runs in $dir/runs, lines in $dir/runner.log"
