@@ -77,9 +77,15 @@ MAGNITUDE = "viridis"  # magnitudes (activations, power, counts, accuracy-by-tas
 FORMATS = ("png", "svg", "pdf")
 TALK_TABLE1 = fa.TALK_TABLE1  # the talk's Table 1 as printed (p = 113)
 TALK_POS = {"T_nanda": "0.95", "T_miiii": "\u22120.64 (printed 0.64)"}  # the talk's positional similarity
-MAX_OMEGA_ROWS = 60  # Figure 10 rows: the mixing frequencies ever active in the model, at most this many
+MAX_OMEGA_ROWS = 60  # Figure 10 rows when no mixing frequency is ever active: this many highest counts
+LABELLED_ROWS = 60  # Figure 10 tick labels: every row up to this many rows, else evenly thinned
+FIRST_TASKS = 8  # the smallest primes (2 .. 19) drawn in colours of their own: the talk's claims name them
+FIRST_COLORS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C9")  # tab10 without its grey and olive
 N_NEURONS = 3  # "first three neurons" (Figures 8, 9 and the T_basis control)
 PROGRESS_TASKS = 3  # T_miiii tasks drawn with their progress measures: the first three (q = 2, 3, 5)
+
+# the other tasks in greys (light: small q, dark: large q), so no colour of FIRST_COLORS recurs among them
+OTHER_TASKS = matplotlib.colors.ListedColormap(matplotlib.colormaps["Greys"](np.linspace(0.3, 0.9, 256)), "greys")
 
 # Readable at slide size. Set on import: every figure of this module shares it.
 matplotlib.rcParams.update({
@@ -151,27 +157,33 @@ def epoch_axis(ax, label=True):
 
 
 def draw_task_curves(ax, epochs, values, moduli, mask=None, xlabel=True):
-    """One line per task, coloured by its modulus q; tasks with loss weight 0 dashed and thicker.
+    """One line per task. The first FIRST_TASKS tasks (the smallest primes) each in a colour of their
+    own, named in a legend; the others coloured by q on a continuous scale; tasks with loss weight 0
+    dashed and thicker.
 
-    Returns the ScalarMappable for a 'task modulus q' colour bar (None for a single task).
+    Returns the ScalarMappable for the colour bar of the other tasks (None if there are none).
     """
     epochs, values = positive_epochs(epochs, values)
     moduli = list(moduli)
-    norm = Normalize(min(moduli), max(max(moduli), min(moduli) + 1))
-    cmap = matplotlib.colormaps[MAGNITUDE]
     masked = [q for t, q in enumerate(moduli) if mask is not None and mask[t] == 0]
-    for t, q in enumerate(moduli):
-        if q in masked:
-            label = f"dashed: masked in the loss (q = {', '.join(map(str, masked))})" if q == masked[0] else None
-            ax.plot(epochs, values[:, t], color=cmap(norm(q)), linestyle="--", linewidth=2.0, label=label)
-        elif len(moduli) == 1:
-            ax.plot(epochs, values[:, t], color="C0", linewidth=1.5, label=f"mod {q}")
-        else:
-            ax.plot(epochs, values[:, t], color=cmap(norm(q)), linewidth=1.0, alpha=0.9)
-    epoch_axis(ax, xlabel)
-    if masked or len(moduli) == 1:
+    if len(moduli) == 1:
+        ax.plot(epochs, values[:, 0], color="C0", linewidth=1.5, label=f"mod {moduli[0]}")
+        epoch_axis(ax, xlabel)
         ax.legend(loc="best")
-    return None if len(moduli) == 1 else ScalarMappable(norm=norm, cmap=cmap)
+        return None
+    rest = moduli[FIRST_TASKS:]
+    norm = Normalize(min(rest), max(max(rest), min(rest) + 1)) if rest else None
+    cmap = OTHER_TASKS
+    for t, q in enumerate(moduli):
+        first = t < FIRST_TASKS
+        color = FIRST_COLORS[t] if first else cmap(norm(q))
+        style = dict(linestyle="--", linewidth=2.0) if q in masked else \
+            dict(linewidth=1.6 if first else 1.0, alpha=1.0 if first else 0.8)
+        label = f"q = {q}" + (" (masked in the loss)" if q in masked else "") if first else None
+        ax.plot(epochs, values[:, t], color=color, label=label, zorder=3 if first else 2, **style)
+    epoch_axis(ax, xlabel)
+    ax.legend(loc="best", fontsize=7, ncol=2, framealpha=0.85)
+    return None if not rest else ScalarMappable(norm=norm, cmap=cmap)
 
 
 def log_edges(centres):
@@ -183,27 +195,27 @@ def log_edges(centres):
     return np.exp(np.concatenate([[2 * logc[0] - mid[0]], mid, [2 * logc[-1] - mid[-1]]]))
 
 
-def omega_rows(omega, max_rows=MAX_OMEGA_ROWS):
+def omega_rows(omega, max_rows=None):
     """Which frequencies w Figure 10 shows, in display order, and a note on the choice.
 
     Only mixing frequencies (k0 != 0 and k1 != 0: our Omega count; the axis ones are active from
-    initialisation in every run, see fft_analysis). Of those, the ones ever active in the model
+    initialisation in every run, see fft_analysis). Of those, every one ever active in the model
     (C(w) above fft_analysis's 4-sigma line at some snapshot), ordered by the first snapshot at
-    which they are active, so the Omega-spike reads top-left to bottom-right. If there are more
-    than max_rows, those whose state changes during training come first (a w active at every
+    which it is active, so the Omega spike reads top-left to bottom-right. max_rows (None: all) caps
+    the rows for small panels: those whose state changes during training first (a w active at every
     snapshot says nothing about timing), each group by peak count. With none ever active: the
-    max_rows mixing frequencies of highest peak count, in order of peak count.
+    MAX_OMEGA_ROWS mixing frequencies of highest peak count, in order of peak count.
     """
     counts, active = np.asarray(omega["counts"]), np.asarray(omega["active"], dtype=bool)  # (S, F)
     mixing = (np.asarray(omega["freqs"]) != 0).all(axis=1)  # (F,)
     peak = np.where(mixing, counts.max(axis=0), -1)  # (F,): axis frequencies never chosen
     ever = np.flatnonzero(active.any(axis=0) & mixing)
     if len(ever) == 0:
-        rows = np.argsort(-peak, kind="stable")[:min(max_rows, int(mixing.sum()))]
+        rows = np.argsort(-peak, kind="stable")[:min(max_rows or MAX_OMEGA_ROWS, int(mixing.sum()))]
         rows = rows[peak[rows] > 0] if (peak[rows] > 0).any() else rows
         return rows, f"no mixing frequency active in the model; the {len(rows)} highest counts"
-    note = f"the {len(ever)} mixing frequencies ever active in the model"
-    if len(ever) > max_rows:
+    note = f"all {len(ever)} mixing frequencies ever active in the model"
+    if max_rows is not None and len(ever) > max_rows:
         always = active[:, ever].all(axis=0)  # (n,)
         keep = np.lexsort((-peak[ever], always))[:max_rows]  # changing ones first, then by peak count
         note = (f"{max_rows} of the {len(ever)} mixing frequencies ever active in the model: "
@@ -224,7 +236,7 @@ def omega_height(omega):
     return float(np.clip(0.15 * len(omega_rows(omega)[0]), 2.0, 7.5))
 
 
-def draw_omega(ax, omega, max_rows=MAX_OMEGA_ROWS, xlabel=True):
+def draw_omega(ax, omega, max_rows=None, xlabel=True):
     """C(w) for the chosen frequencies (rows) at each snapshot (columns, log epochs); dots = active."""
     rows, note = omega_rows(omega, max_rows)
     freqs = np.asarray(omega["freqs"])
@@ -235,9 +247,12 @@ def draw_omega(ax, omega, max_rows=MAX_OMEGA_ROWS, xlabel=True):
                          shading="flat")
     r, s = np.nonzero(active)
     ax.scatter(epochs[s], r, s=4, color="white", edgecolors="none", label="active in the model")
-    ax.set_yticks(np.arange(len(rows)))
-    ax.set_yticklabels([f"({signed_k(freqs[w, 0], p)}, {freqs[w, 1]})" for w in rows],
-                       fontsize=7 if len(rows) > 25 else 9)
+    every = -(-len(rows) // LABELLED_ROWS)
+    ticks = np.arange(len(rows))[::every]  # every row, or every k-th of many
+    note += f" (one row in {every} labelled)" if every > 1 else ""
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([f"({signed_k(freqs[rows[i], 0], p)}, {freqs[rows[i], 1]})" for i in ticks],
+                       fontsize=7 if len(ticks) > 25 else 9)
     ax.set_ylim(len(rows) - 0.5, -0.5)  # first-active frequency at the top
     ax.set_ylabel("frequency w = (k0, k1)")
     epoch_axis(ax, xlabel)
@@ -390,7 +405,7 @@ def fig_task_accuracy(metrics, moduli, task="T_miiii", mask=None, loss=False):
             a.set_ylim(-0.02, 1.02)
             a.set_ylabel(f"{name} accuracy")
     if mappable is not None:
-        fig.colorbar(mappable, ax=ax[:, 0].tolist(), label="task: prime q")
+        fig.colorbar(mappable, ax=ax[:, 0].tolist(), label="other tasks: prime q")
     what = "loss (chance = 1)" if loss else "accuracy"
     ax[0, 0].set_title(f"{task}: {what} per task, training (top) and validation (bottom)")
     return fig
@@ -550,7 +565,7 @@ def fig_omega_and_accuracy(omega, metrics, moduli, task="T_miiii", talk=None):
     bottom.set_ylabel("validation accuracy")
     bottom.set_ylim(-0.02, 1.02)
     if mappable is not None:
-        fig.colorbar(mappable, ax=bottom, label="task: prime q")
+        fig.colorbar(mappable, ax=bottom, label="other tasks: prime q")
     lo = min(log_edges(positive_epochs(omega["epochs"])[0])[0], positive_epochs(metrics["epochs"])[0][0])
     top.set_xlim(lo, max(np.max(omega["epochs"]), np.max(metrics["epochs"])) * 1.05)
     return fig

@@ -399,3 +399,40 @@ def test_cli_with_no_run_draws_what_needs_none_and_says_how_to_use_it(tmp_path):
     assert lines[0].startswith("figures.py: no run given") and "usage: figures.py --nanda RUN_DIR" in lines[0]
     assert "--dpi" in lines[0] and "--dpi" in figures.__doc__.split("\n\n")[1]  # the synopsis shows --dpi
     assert sorted(os.listdir(tmp_path / "figs")) == ["extra_dft_matrix.png", "fig04_task_data.png"]
+
+
+def test_the_first_tasks_have_colours_and_names_of_their_own():
+    """Figures 5 and 11: q = 2 .. 19 tell apart at a glance (the claims name them); the others share greys."""
+    import matplotlib.colors as mc
+    moduli = miiii.primes_below(61)  # 17 tasks
+    epochs = np.array([0, 1, 2, 4, 8])
+    fig, ax = figures.new_figure(1, 1, 4, 3)
+    mappable = figures.draw_task_curves(ax[0, 0], epochs, np.random.default_rng(0).random((5, len(moduli))), moduli)
+    lines = ax[0, 0].get_lines()
+    first = [mc.to_rgb(line.get_color()) for line in lines[:figures.FIRST_TASKS]]
+    assert len(set(first)) == figures.FIRST_TASKS  # all different
+    assert [line.get_label() for line in lines[:figures.FIRST_TASKS]] == [f"q = {q}" for q in moduli[:8]]
+    rest = [mc.to_rgb(line.get_color()) for line in lines[figures.FIRST_TASKS:]]
+    assert all(r == g == b for r, g, b in rest) and not set(rest) & set(first)  # greys, none of the first colours
+    assert [line.get_label().startswith("_") for line in lines[figures.FIRST_TASKS:]] == [True] * len(rest)
+    assert mappable.norm.vmin == 23 and mappable.norm.vmax == 59  # the colour bar covers the other tasks only
+    labels = [t.get_text() for t in ax[0, 0].get_legend().get_texts()]
+    assert labels == [f"q = {q}" for q in moduli[:8]]
+
+
+def test_a_tall_omega_panel_shows_every_row_and_thins_only_its_labels():
+    omega = hand_omega()
+    S, F = omega["active"].shape
+    many = {**omega, "active": np.zeros((S, F), dtype=bool), "counts": np.ones((S, F), dtype=np.int64)}
+    mixing = np.flatnonzero((omega["freqs"] != 0).all(axis=1))  # 32 at p = 9
+    many["active"][np.arange(len(mixing)) % S, mixing] = True
+    fig, ax = figures.new_figure(1, 1, 4, 3)
+    old = figures.LABELLED_ROWS
+    try:
+        figures.LABELLED_ROWS = 10
+        mesh, note = figures.draw_omega(ax[0, 0], many)
+    finally:
+        figures.LABELLED_ROWS = old
+    assert mesh.get_array().shape[0] == len(mixing)  # every ever-active mixing frequency is a row
+    assert f"all {len(mixing)} mixing frequencies" in note and "one row in 4 labelled" in note
+    assert len(ax[0, 0].get_yticks()) == 8  # 32 rows, every 4th labelled
