@@ -39,9 +39,9 @@ pos_emb[1, :37], the first 37 dimensions only; with d < 37 all d are used (and t
 Their values: T_nanda 0.95, T_miiii -0.64 (the talk's "0.64" drops the sign).
 
 Neurons. `hid` at the last position ('=') with dropout off, for all p*p inputs, reshaped per
-neuron to a grid indexed [x0, x1] (SPEC §1: grid = values.reshape(p, p).T). `hidden_forward` is
-the first half of miiii.forward (the same layer functions, the same numbers as its cache["hid"]):
-the MLP output and the (N, C) logits are never computed, as the analysis never reads them.
+neuron to a grid indexed [x0, x1] (SPEC §1: grid = values.reshape(p, p).T). They come from
+`miiii.hidden`, the first half of miiii.forward (the same functions, the same numbers as its
+cache["hid"]): the MLP output and the (N, C) logits are never computed, as the analysis never reads them.
 
 Neuron power (4d, p, p//2+1). |rfft2(grid - mean)|^2: entry [k0, k1] is frequency k0 along x0
 and k1 along x1. The zero frequency is set to 0. A constant grid (a dead ReLU neuron is exactly 0
@@ -335,39 +335,20 @@ def positional_correlation(pos_emb):
 
 
 # ============================================================================ neurons
-def all_inputs(p):
-    """The (p*p, 3) inputs [x0, x1, '='] in SPEC order: sample i is n = i = x0 + x1 p."""
-    n = np.arange(p * p)
-    return np.stack([n % p, n // p, np.full(p * p, p)], axis=1).astype(np.int64)  # (N,) -> (N, 3)
-
-
 def device_params(params):
     """The parameters on miiii's current backend (no copy when they are there already)."""
     return {name: miiii.to_device(params[name]) for name in miiii.PARAM_NAMES}
 
 
-def hidden_forward(params, x):
-    """The neurons at '=' for inputs x (N, 3), dropout off: (N, 4d) on the backend.
-
-    miiii.forward up to its cache["hid"] (the same layer functions, the same numbers), without the
-    MLP output and the (N, C) logits, which the analysis never reads. params: on the backend.
-    """
-    z, _ = miiii.embedding_forward(params["tok_emb"], params["pos_emb"])  # (2, V, d), (d,)
-    attn, _ = miiii.attention_forward(z, x, params["W_Q"], params["W_K"], params["W_V"], params["W_O"])  # (N, d)
-    hid = (z[1] + attn) @ params["W_in"]  # z1 (N, d) -> (N, 4d); dropout off: z1 = z_eq + attention
-    miiii.xp.maximum(hid, 0, out=hid)  # relu in place, as miiii.mlp_forward
-    return hid
-
-
 def neuron_grids(params, p, batch=16384, host=True):
     """MLP activations at '=' over all inputs, dropout off: (4d, p, p) float32, grid[j, x0, x1].
 
-    Runs hidden_forward on the current backend, `batch` inputs at a time; only the result moves to
+    Runs miiii.hidden on the current backend, `batch` inputs at a time; only the result moves to
     the host (host=False keeps it on the backend).
     """
     params = device_params(params)
-    x = miiii.to_device(all_inputs(p))  # (N, 3)
-    hid = miiii.xp.concatenate([hidden_forward(params, x[i:i + batch])  # (N, 4d)
+    x = miiii.to_device(miiii.all_pairs(p))  # (N, 3)
+    hid = miiii.xp.concatenate([miiii.hidden(params, x[i:i + batch])  # (N, 4d)
                                 for i in range(0, p * p, batch)], axis=0)
     grids = hid.reshape(p, p, -1).transpose(2, 1, 0)  # (N, 4d) -> (x1, x0, 4d) -> (4d, x0, x1)
     grids = miiii.xp.ascontiguousarray(grids, dtype=np.float32)  # each neuron's grid contiguous, for the FFT
@@ -475,7 +456,7 @@ def omega_snapshot(params, p):
     computation up to float32 rounding (tests/test_talk_rules.py).
     """
     params = device_params(params)
-    return omega_from_hidden(hidden_forward(params, miiii.to_device(all_inputs(p))), p)
+    return omega_from_hidden(miiii.hidden(params, miiii.to_device(miiii.all_pairs(p))), p)
 
 
 def omega_from_hidden(H, p):
@@ -509,7 +490,7 @@ def omega_from_hidden(H, p):
 # ============================================================================ attention
 def attention_patterns(params, p):
     """(h, 3, p, p): per head, the weights from '=' to x0, x1 and '=' over the grid [x0, x1]."""
-    _, cache = miiii.forward(device_params(params), miiii.to_device(all_inputs(p)))
+    _, cache = miiii.forward(device_params(params), miiii.to_device(miiii.all_pairs(p)))
     att = cache["att"]  # (N, 3, h): the softmax over the three key positions
     return miiii.to_host(att.reshape(p, p, 3, -1).transpose(3, 2, 1, 0))  # (x1, x0, 3, h) -> (h, 3, x0, x1)
 
@@ -517,7 +498,7 @@ def attention_patterns(params, p):
 # ============================================================================ the talk's Omega rule
 def talk_inputs(p):
     """(p-1)^2 inputs with both digits non-zero, x0 fastest: row (x1 - 1)(p - 1) + (x0 - 1)."""
-    x = all_inputs(p)  # (N, 3), row x0 + x1 p
+    x = miiii.all_pairs(p)  # (N, 3), row x0 + x1 p
     return x[(x[:, 0] > 0) & (x[:, 1] > 0)]  # (p-1)^2 rows, order kept: x1-major, x0 fastest
 
 
@@ -530,10 +511,7 @@ def talk_spectrum(params, p, x=None, neuron=TALK_NEURON):
     """
     params = device_params(params)
     x = miiii.to_device(talk_inputs(p)) if x is None else x
-    z, _ = miiii.embedding_forward(params["tok_emb"], params["pos_emb"])
-    attn, _ = miiii.attention_forward(z, x, params["W_Q"], params["W_K"], params["W_V"], params["W_O"])
-    h = (z[1] + attn) @ params["W_in"][:, neuron]  # (M, d) @ (d,) -> (M,), M = (p-1)^2
-    h = miiii.to_host(miiii.xp.maximum(h, 0)).astype(np.float64)  # post-ReLU, on the host (small)
+    h = miiii.to_host(miiii.hidden(params, x, neuron)).astype(np.float64)  # (M,), M = (p-1)^2, on the host
     grid = h.reshape(p - 1, p - 1)  # [x1 - 1, x0 - 1]
     return np.abs(np.fft.rfft2(grid)).mean(axis=0)  # rfft along x0 (last axis), fft along x1 -> (K,)
 
@@ -630,7 +608,7 @@ def sum_squared_weights(params):
 def all_logits(params, p, batch=16384):
     """(p*p, C) float64 host logits for every input in sample order, dropout off."""
     params = device_params(params)
-    x = miiii.to_device(all_inputs(p))  # (N, 3)
+    x = miiii.to_device(miiii.all_pairs(p))  # (N, 3)
     parts = [miiii.to_host(miiii.forward(params, x[i:i + batch])[0]) for i in range(0, p * p, batch)]
     return np.concatenate(parts, axis=0).astype(np.float64)  # (N, C)
 

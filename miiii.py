@@ -110,6 +110,12 @@ def check_task_args(task, p, train_frac):
     return None
 
 
+def all_pairs(p):
+    """The p*p inputs [x0, x1, '='] (N, 3) int64, row n = x0 + x1 * p; token p is '='."""
+    n = np.arange(p * p)
+    return np.stack([n % p, n // p, np.full(p * p, p)], axis=1).astype(np.int64)  # (N,) -> (N, 3)
+
+
 def make_task(task, p, train_frac=0.5, seed=0):
     """All p*p inputs [x0, x1, '='] with their targets, loss weights and a seeded split.
 
@@ -121,8 +127,8 @@ def make_task(task, p, train_frac=0.5, seed=0):
     rng = np.random.default_rng(seed)
     N = p * p
     n = np.arange(N)
-    x0, x1 = n % p, n // p
-    x = np.stack([x0, x1, np.full(N, p)], axis=1)  # (N,) -> (N, 3); token p is '='
+    x = all_pairs(p)  # (N, 3)
+    x0, x1 = x[:, 0], x[:, 1]
     if task == "nanda":
         moduli = [p]
         y = ((x0 + x1) % p)[:, None]  # (N, 1)
@@ -142,7 +148,7 @@ def make_task(task, p, train_frac=0.5, seed=0):
         mask[np.isin(moduli, MASKED_PRIMES)] = 0.0
     return {
         "task": task, "p": p, "seed": seed, "train_frac": train_frac,
-        "x": x.astype(np.int64), "y": y.astype(np.int64),
+        "x": x, "y": y.astype(np.int64),
         "moduli": moduli, "classes": classes, "mask": mask,
         "train": np.sort(perm[:n_train]), "valid": np.sort(perm[n_train:]),
     }
@@ -309,10 +315,16 @@ def dropout_backward(dout, mask):
     return dout if mask is None else dout * mask
 
 
-def mlp_forward(z1, W_in, W_out):
-    """hid = relu(z1 W_in) (the 'neurons'), out = hid W_out."""
+def mlp_hidden(z1, W_in):
+    """The neurons: relu(z1 W_in)."""
     hid = z1 @ W_in  # (N, d) -> (N, 4d)
     xp.maximum(hid, 0, out=hid)  # relu in place
+    return hid
+
+
+def mlp_forward(z1, W_in, W_out):
+    """hid = relu(z1 W_in) (the 'neurons'), out = hid W_out."""
+    hid = mlp_hidden(z1, W_in)  # (N, d) -> (N, 4d)
     out = hid @ W_out  # (N, 4d) -> (N, d)
     return out, (z1, W_in, W_out, hid)
 
@@ -494,15 +506,29 @@ def head_accuracy(logits, y, classes, top=None):
 
 
 # ============================================================================ the model
+def attention_block(params, x):
+    """Embeddings and attention, read at '=': the residual stream z1 = z_eq + attention (N, d), and
+    the two layers' caches."""
+    z, emb_cache = embedding_forward(params["tok_emb"], params["pos_emb"])
+    attn, attn_cache = attention_forward(z, x, params["W_Q"], params["W_K"], params["W_V"], params["W_O"])
+    return z[1] + attn, (emb_cache, attn_cache)  # (N, d)
+
+
+def hidden(params, x, neuron=None):
+    """The MLP's neurons at '=' for inputs x (N, 3), dropout off: (N, 4d), the numbers of forward()'s
+    cache["hid"]; neuron j: that column alone, (N,) (only it is computed). What the analysis reads."""
+    z1, _ = attention_block(params, x)
+    return mlp_hidden(z1, params["W_in"] if neuron is None else params["W_in"][:, neuron])
+
+
 def forward(params, x, dropout=0.0, rng=None):
     """Logits (N, C) for inputs x (N, 3) = [x0, x1, '=']; dropout needs a generator `rng`.
 
     Returns (logits, cache); cache["hid"] holds the MLP activations at '=' (the neurons) and
     cache["att"] the attention weights from '=' to x0, x1, '=' per head.
     """
-    z, emb_cache = embedding_forward(params["tok_emb"], params["pos_emb"])
-    attn, attn_cache = attention_forward(z, x, params["W_Q"], params["W_K"], params["W_V"], params["W_O"])
-    z1, drop1 = dropout_forward(z[1] + attn, dropout, rng)  # (N, d): residual at '=' after attention
+    z1, (emb_cache, attn_cache) = attention_block(params, x)
+    z1, drop1 = dropout_forward(z1, dropout, rng)
     mlp, mlp_cache = mlp_forward(z1, params["W_in"], params["W_out"])
     z2, drop2 = dropout_forward(z1 + mlp, dropout, rng)  # (N, d): residual after the MLP
     logits, unembed_cache = unembed_forward(z2, params["W_U"])

@@ -133,7 +133,7 @@ def test_talk_spectrum_against_a_hand_computation():
     p, d = 13, 16
     task = miiii.make_task("nanda", p)
     params = miiii.init_params(p, d, 2, task["classes"], seed=3)
-    _, cache = miiii.forward(params, fa.all_inputs(p))
+    _, cache = miiii.forward(params, miiii.all_pairs(p))
     grid = cache["hid"][:, 0].reshape(p, p).T.astype(np.float64)[1:, 1:]  # [x0, x1], digits 1 .. p-1
     F = np.fft.fft2(grid)  # full 2D DFT, axis 0 = x0
     expected = np.abs(F)[: (p - 1) // 2 + 1, :].mean(axis=1)  # k0 = 0 .. (p-1)//2, mean over every k1
@@ -212,7 +212,7 @@ def test_fresh_model_has_axis_frequencies_but_no_mixing_ones():
 def float64_snapshot(params, p):
     """The straightforward computation: float64 forward, numpy rfft2 per neuron, fold, thresholds."""
     p64 = {name: np.asarray(w, dtype=np.float64) for name, w in params.items()}
-    _, cache = miiii.forward(p64, fa.all_inputs(p))
+    _, cache = miiii.forward(p64, miiii.all_pairs(p))
     grids = cache["hid"].reshape(p, p, -1).transpose(2, 1, 0)  # (4d, x0, x1)
     power = fa.neuron_power(grids)
     return fa.omega_from_active(fa.neuron_active(power), int(fa.live_neurons(power).sum()))
@@ -255,13 +255,16 @@ def test_fast_path_on_planted_neurons_matches_the_grid_path():
     assert alone["live"] == 1 and alone["counts"].sum() == 0
 
 
-def test_hidden_forward_is_forwards_hidden_layer():
+def test_hidden_is_forwards_hidden_layer():
     p = 17
     task = miiii.make_task("miiii", p)
     params = miiii.init_params(p, 24, 4, task["classes"], seed=2)
-    x = fa.all_inputs(p)
+    x = miiii.all_pairs(p)
     _, cache = miiii.forward(params, x)
-    assert fa.hidden_forward(params, x).tobytes() == cache["hid"].tobytes()  # bit-identical
+    assert miiii.hidden(params, x).tobytes() == cache["hid"].tobytes()  # bit-identical
+    # one neuron alone: a matrix-vector product, which BLAS sums in another order than the matrix product
+    np.testing.assert_allclose(miiii.hidden(params, x, 5), cache["hid"][:, 5], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(task["x"], x)  # make_task's inputs are all_pairs
 
 
 # ============================================================================ during training
