@@ -609,6 +609,20 @@ DEFAULTS = {
     "epochs": 65536, "seed": 0, "b1": 0.9, "b2": 0.98, "eps": 1e-8, "log_every": 0, "gpu": False,
     "alpha_fast": 0.9, "lamb_schedule": "constant",
 }
+RUN_KEYS = ("extended_from", "threads")  # what the CLI adds about the run directory; not settings
+
+
+def settings(config):
+    """DEFAULTS overridden by config; UsageError naming an unknown key (a typo must not silently
+    train at a default) or the first bad value."""
+    unknown = [k for k in config if k not in DEFAULTS and k not in RUN_KEYS]
+    if unknown:
+        raise UsageError(f"unknown config key {unknown[0]!r} (valid: {', '.join(DEFAULTS)})")
+    cfg = {**DEFAULTS, **config}
+    validate(cfg)
+    return cfg
+
+
 METRIC_KEYS = ("train_loss", "valid_loss", "train_acc", "valid_acc", "collapse_sum", "collapse_grad")
 # collapse_*: shares of the training samples where a naive float32 softmax would sum to exactly 1 /
 # give the target exactly zero gradient (softmax_collapse), per task
@@ -803,7 +817,7 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
     ("steps_s", "evaluation_s", "analysis_s") and their counts (on a GPU, work still queued when a
     clock is read is counted where it finishes).
     """
-    cfg = {**DEFAULTS, **config}
+    cfg = settings(config)
     keep_freed_memory()
     timing = {} if timing is None else timing
     for key in ("steps", "evaluations", "steps_s", "evaluation_s", "analysis_s"):

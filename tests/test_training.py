@@ -56,3 +56,10 @@ def test_loss_goes_down_and_is_logged_every_epoch(grokked):
     assert step_loss.shape == (GROKS["epochs"],)
     assert np.all(np.isfinite(step_loss))
     assert step_loss[-50:].mean() < 0.1 * step_loss[:10].mean()
+
+
+def test_train_refuses_an_unknown_key_and_a_bad_value():
+    with pytest.raises(miiii.UsageError, match=r"unknown config key 'learning_rate' \(valid: task, p, d, "):
+        miiii.train({"task": "nanda", "p": 5, "d": 8, "epochs": 1, "learning_rate": 1e-2}, progress=False)
+    with pytest.raises(miiii.UsageError, match="--lr must be a positive number"):
+        miiii.train({"task": "nanda", "p": 5, "d": 8, "epochs": 1, "lr": -1.0}, progress=False)
