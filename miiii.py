@@ -1235,7 +1235,8 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser(suppress=False):
     """The CLI; with suppress=True, flags not given are absent (to see what a user set explicitly)."""
     D = {k: argparse.SUPPRESS for k in DEFAULTS} if suppress else DEFAULTS
-    ap = OneLineParser(prog="miiii.py", description="Train a one-block transformer on modular arithmetic "
+    prog = os.path.basename(sys.argv[0]) or "miiii"  # as invoked: miiii.py, or the `miiii` command
+    ap = OneLineParser(prog=prog, description="Train a one-block transformer on modular arithmetic "
                        "tasks (hand-written backprop, NumPy or CuPy). Defaults are the paper's.",
                        argument_default=argparse.SUPPRESS if suppress else None)
     ap.add_argument("--task", default=D["task"], help=f"one of {', '.join(TASKS)} (default: miiii)")

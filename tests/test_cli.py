@@ -55,6 +55,16 @@ def test_help_mentions_every_flag():
     assert result.returncode == 0, result.stderr
     for flag in FLAGS:
         assert flag in result.stdout, f"--help does not mention {flag}"
+    assert result.stdout.startswith("usage: miiii.py [-h]")  # named as it was invoked
+
+
+def test_usage_names_the_installed_command(monkeypatch):
+    """The console script `miiii` (sys.argv[0] = .../bin/miiii) says `usage: miiii`, not miiii.py.
+
+    tests/test_packaging.py runs the real installed script; this is the in-process check.
+    """
+    monkeypatch.setattr(sys, "argv", ["/some/venv/bin/miiii", "--help"])
+    assert miiii.build_parser().format_usage().startswith("usage: miiii [-h]")
 
 
 def test_tiny_nanda_run_writes_readable_outputs(nanda_run):
