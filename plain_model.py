@@ -2,14 +2,14 @@
 
 The same parameters as miiii.init_params (tok_emb, pos_emb, W_Q, W_K, W_V, W_O, W_in, W_out, W_U;
 no biases, no layer norm), computed as a textbook one-block transformer: embed all 3 positions of
-[x0, x1, '='], causal self-attention over them, residual, a ReLU MLP at every position, residual,
+[x0, x1, '='], self-attention over them (no causal mask), residual, a ReLU MLP at every position, residual,
 unembed, and read the prediction at '='. Each layer is a *_forward / *_backward pair; NumPy only.
 
 miiii.py computes the same numbers (tests/test_plain_model.py: to float64 rounding), faster, by
 three changes that are exact, not approximations:
 - Only '=' reaches the logits. With one block, positions 0 and 1 after attention feed only their
   own MLP and unembedding, read nowhere; so miiii.py computes the query, the residual stream, the
-  MLP and the unembedding at '=' alone (where the causal mask hides nothing).
+  MLP and the unembedding at '=' alone.
 - Token tables. Positions 0 and 1 hold one of p+1 tokens, position 2 is always '=': miiii.py
   projects keys and values once per possible token and gathers them per sample (gradients are
   scattered back with one-hot matmuls) instead of multiplying every sample's rows.
@@ -33,14 +33,15 @@ def embedding_backward(dz, cache):
 
 
 def attention_forward(z, W_Q, W_K, W_V, W_O):
-    """Causal self-attention over each sequence's 3 positions; heads added up through W_O."""
+    """Self-attention over each sequence's 3 positions; heads added up through W_O.
+
+    No causal mask (definitions §2): at '=', the one position read, a mask would hide nothing anyway.
+    """
     dh = W_Q.shape[-1]
     q = np.einsum("ntd,hde->nhte", z, W_Q)  # (N, 3, d) -> (N, h, 3, dh)
     k = np.einsum("ntd,hde->nhte", z, W_K)  # (N, h, 3, dh)
     v = np.einsum("ntd,hde->nhte", z, W_V)  # (N, h, 3, dh)
     scores = q @ k.swapaxes(-1, -2) / np.sqrt(dh)  # (N, h, 3, 3): query position x key position
-    future = np.triu(np.ones((3, 3), dtype=bool), k=1)  # a position may not look ahead
-    scores = np.where(future, -np.inf, scores)  # exp(-inf) = 0: no weight on the future
     att = np.exp(scores - scores.max(axis=-1, keepdims=True))  # shifted: same softmax, no overflow
     att /= att.sum(axis=-1, keepdims=True)  # (N, h, 3, 3): a full softmax for every query
     a = att @ v  # (N, h, 3, dh): each query's mix of values
@@ -55,7 +56,7 @@ def attention_backward(dout, cache):
     da = np.einsum("ntd,hed->nhte", dout, W_O)  # (N, 3, d) -> (N, h, 3, dh)
     datt = da @ v.swapaxes(-1, -2)  # (N, h, 3, 3)
     dv = att.swapaxes(-1, -2) @ da  # (N, h, 3, dh): each key position collects from its queries
-    # softmax backward, row by row; masked entries have att = 0, so they get no gradient
+    # softmax backward, row by row
     dscores = att * (datt - (att * datt).sum(axis=-1, keepdims=True)) / np.sqrt(dh)  # (N, h, 3, 3)
     dq = dscores @ k  # (N, h, 3, dh)
     dk = dscores.swapaxes(-1, -2) @ q  # (N, h, 3, dh)
