@@ -201,6 +201,43 @@ def init_params(p, d, heads, moduli, seed=0):
 #   possible token (tables of V = p+1 rows) and gathered per sample, instead of N matmuls.
 
 
+# The per-sample elementwise work (the loss's softmax, attention's mixing, the ReLU's mask) is a
+# chain of passes over arrays larger than the cache. over_rows runs such a chain on blocks of
+# ROW_BLOCK samples, so each block's passes stay in cache, and spreads the independent blocks over
+# the row threads (NumPy releases the GIL inside its loops). Every row goes through the same
+# operations as it would on the whole array, so results depend neither on the blocking nor on the
+# thread count.
+ROW_BLOCK = 128  # (128, C) float32 is 0.76 MB at the paper's C = 1480: a core's L2 holds several
+_row_pool = {"threads": 1, "pool": None}
+
+
+def set_row_threads(n):
+    """Spread over_rows' blocks over n threads (1: run them in this thread). The CLI sets n to the
+    BLAS thread count (--threads): the elementwise work gets the cores the matrix products get."""
+    n = max(1, int(n))
+    if n != _row_pool["threads"]:
+        if _row_pool["pool"] is not None:
+            _row_pool["pool"].shutdown()
+        import concurrent.futures
+        _row_pool["pool"] = concurrent.futures.ThreadPoolExecutor(n) if n > 1 else None
+        _row_pool["threads"] = n
+
+
+def over_rows(n, work):
+    """work(rows) for slices `rows` that cover 0 .. n: cache-sized blocks on NumPy (over the row
+    threads), one slice of everything on another backend (a GPU wants few, large kernels)."""
+    if xp is not np or n <= ROW_BLOCK:
+        work(slice(0, n))
+        return
+    blocks = [slice(i, min(i + ROW_BLOCK, n)) for i in range(0, n, ROW_BLOCK)]
+    if _row_pool["pool"] is None:
+        for rows in blocks:
+            work(rows)
+    else:
+        for _ in _row_pool["pool"].map(work, blocks):  # re-raises a block's exception here
+            pass
+
+
 def embedding_forward(tok_emb, pos_emb):
     """Every row z0 can hold: z_in[t, v] = tok_emb[v] + pos_emb[t] for the inputs, z_eq at '='."""
     z_in = tok_emb[None, :, :] + pos_emb[:2, None, :]  # (V, d), (2, d) -> (2, V, d)
@@ -247,14 +284,22 @@ def attention_forward(z, x, W_Q, W_K, W_V, W_O):
     v_in, v_eq = values[:-1].reshape(2, V, heads, dh), values[-1].reshape(heads, dh)
     s_in = (k_in * q).sum(axis=-1) * scale  # (2, V, h): score of each token at each input position
     s_eq = (k_eq * q).sum(axis=-1) * scale  # (h,)
-    scores = xp.stack([s_in[0][x[:, 0]], s_in[1][x[:, 1]],  # gather -> (N, h) each
-                       xp.broadcast_to(s_eq, (N, heads))], axis=1)  # -> (N, 3, h)
-    scores = scores - scores.max(axis=1, keepdims=True)
-    att = xp.exp(scores)
-    att /= att.sum(axis=1, keepdims=True)  # (N, 3, h): softmax over the 3 key positions
-    v0 = v_in[0][x[:, 0]]  # (N, h, dh)
-    v1 = v_in[1][x[:, 1]]  # (N, h, dh)
-    a = att[:, 0, :, None] * v0 + att[:, 1, :, None] * v1 + att[:, 2, :, None] * v_eq  # (N, h, dh)
+    att = xp.empty((N, 3, heads), dtype=rows.dtype)
+    v0, v1, a = (xp.empty((N, heads, dh), dtype=rows.dtype) for _ in range(3))
+
+    def per_sample(r):
+        n = x[r].shape[0]
+        scores = xp.stack([s_in[0][x[r, 0]], s_in[1][x[r, 1]],  # gather -> (n, h) each
+                           xp.broadcast_to(s_eq, (n, heads))], axis=1)  # -> (n, 3, h)
+        scores = scores - scores.max(axis=1, keepdims=True)
+        e = xp.exp(scores)
+        att[r] = e / e.sum(axis=1, keepdims=True)  # (n, 3, h): softmax over the 3 key positions
+        v0[r] = v_in[0][x[r, 0]]  # (n, h, dh)
+        v1[r] = v_in[1][x[r, 1]]  # (n, h, dh)
+        w = att[r]
+        a[r] = w[:, 0, :, None] * v0[r] + w[:, 1, :, None] * v1[r] + w[:, 2, :, None] * v_eq  # (n, h, dh)
+
+    over_rows(N, per_sample)
     out = a.reshape(N, heads * dh) @ W_O.reshape(heads * dh, d)  # (N, h*dh) -> (N, d): heads summed
     cache = {"rows": rows, "x": x, "W_Q": W_Q, "W_K": W_K, "W_V": W_V, "W_O": W_O, "q": q,
              "k_in": k_in, "k_eq": k_eq, "v_eq": v_eq, "v0": v0, "v1": v1, "att": att, "a": a}
@@ -269,17 +314,24 @@ def attention_backward(dout, cache):
     scale = 1.0 / math.sqrt(dh)
     dW_O = (c["a"].reshape(N, heads * dh).T @ dout).reshape(heads, dh, d)  # (h*dh, N) @ (N, d)
     da = (dout @ c["W_O"].reshape(heads * dh, d).T).reshape(N, heads, dh)  # (N, d) -> (N, h, dh)
-    # through a = sum_t att_t v_t
-    datt = xp.stack([(da * c["v0"]).sum(-1), (da * c["v1"]).sum(-1),
-                     (da * c["v_eq"]).sum(-1)], axis=1)  # (N, h) each -> (N, 3, h)
-    dv = att[:, :, :, None] * da[:, None]  # (N, 3, h, dh): each position's share of da
+    dv = xp.empty((N, 3, heads, dh), dtype=da.dtype)
+    dscores = xp.empty((N, 3, heads), dtype=da.dtype)
+
+    def per_sample(r):
+        # through a = sum_t att_t v_t
+        datt = xp.stack([(da[r] * c["v0"][r]).sum(-1), (da[r] * c["v1"][r]).sum(-1),
+                         (da[r] * c["v_eq"]).sum(-1)], axis=1)  # (n, h) each -> (n, 3, h)
+        dv[r] = att[r][:, :, :, None] * da[r][:, None]  # (n, 3, h, dh): each position's share of da
+        # softmax backward over the 3 positions
+        w = att[r]
+        dscores[r] = w * (datt - (w * datt).sum(axis=1, keepdims=True)) * scale  # (n, 3, h)
+
+    over_rows(N, per_sample)
     hot0, hot1 = one_hot(x[:, 0], V, da.dtype), one_hot(x[:, 1], V, da.dtype)  # (N, V) each
     # scatter-add the per-sample gradients into the token tables: (V, N) @ (N, h*dh)
     dv_in = xp.stack([hot0.T @ dv[:, 0].reshape(N, heads * dh),
                       hot1.T @ dv[:, 1].reshape(N, heads * dh)])  # (2, V, h*dh)
     dv_eq = dv[:, 2].sum(axis=0).reshape(1, heads * dh)  # (1, h*dh)
-    # softmax backward over the 3 positions
-    dscores = att * (datt - (att * datt).sum(axis=1, keepdims=True)) * scale  # (N, 3, h)
     ds_in = xp.stack([hot0.T @ dscores[:, 0], hot1.T @ dscores[:, 1]])  # (2, V, h)
     ds_eq = dscores[:, 2].sum(axis=0)  # (h,)
     # through the scores s = q . k
@@ -306,8 +358,12 @@ def dropout_forward(h, rate, rng):
         return h, None
     if rng is None:
         raise ValueError("dropout > 0 needs a generator `rng` (see dropout_rng)")
-    keep = rng.random(h.shape, dtype=np.float32) >= rate  # float32 uniforms: half the draw cost
-    mask = keep.astype(h.dtype) * (1.0 / (1.0 - rate))
+    u = rng.random(h.shape, dtype=np.float32)  # float32 uniforms: half the draw cost
+    scale = 1.0 / (1.0 - rate)
+    if h.dtype == u.dtype:  # training: the uniforms' buffer becomes the mask, one pass fewer
+        mask = xp.multiply(u >= rate, u.dtype.type(scale), out=u)
+    else:
+        mask = (u >= rate).astype(h.dtype) * scale
     return h * mask, mask
 
 
@@ -333,7 +389,11 @@ def mlp_backward(dout, cache):
     z1, W_in, W_out, hid = cache
     dW_out = hid.T @ dout  # (4d, N) @ (N, d)
     dhid = dout @ W_out.T  # (N, d) -> (N, 4d)
-    xp.multiply(dhid, hid > 0, out=dhid)  # relu: hid > 0 exactly where its input was > 0
+
+    def relu_backward(r):  # relu: hid > 0 exactly where its input was > 0
+        xp.multiply(dhid[r], hid[r] > 0, out=dhid[r])
+
+    over_rows(len(dhid), relu_backward)
     dW_in = z1.T @ dhid  # (d, N) @ (N, 4d)
     dz1 = dhid @ W_in.T  # (N, 4d) -> (N, d)
     return dz1, {"W_in": dW_in, "W_out": dW_out}
@@ -417,10 +477,11 @@ def loss_weights(classes, mask=None):
     return _weights[key]
 
 
-def softmax_parts(logits, target, shift, layout):
+def softmax_parts(logits, target, shift, layout, out=None):
     """The pieces of each head's softmax, shifted by `shift` ((n, 1) per row or (n, C) per column).
 
-    Returns exp(logits - shift) in the logits' dtype with every target entry set to 0 (n, C); `rest`,
+    Returns exp(logits - shift) in the logits' dtype (into `out`, if given) with every target entry
+    set to 0 (n, C); `rest`,
     the other classes' mass per head, summed in float64 (n, T); and the targets' shifted logits in
     float64 (n, T). Keeping the target out of `rest` is what lets the target's gradient be computed
     from the other classes' mass instead of as p_t - 1 (see cross_entropy_forward).
@@ -428,7 +489,7 @@ def softmax_parts(logits, target, shift, layout):
     rows = xp.arange(logits.shape[0])[:, None]
     shift_t = shift[rows, target] if shift.shape[1] > 1 else shift  # (n, T) or (n, 1)
     target_shifted = logits[rows, target].astype(xp.float64) - shift_t.astype(xp.float64)  # (n, T)
-    exp = logits - shift  # (n, C), the logits' dtype: float32 in training
+    exp = xp.subtract(logits, shift, out=out)  # (n, C), the logits' dtype: float32 in training
     xp.exp(exp, out=exp)
     exp_target = exp[rows, target]  # (n, T)
     exp[rows, target] = 0
@@ -450,23 +511,31 @@ def cross_entropy_forward(logits, y, classes, mask=None):
     """
     layout = head_layout(classes)
     target = y + layout["offsets_xp"][None, :]  # (N, T): column of each target
-    parts = softmax_parts(logits, target, logits.max(axis=1, keepdims=True), layout)  # (N, 1) shift
+    N, T = target.shape
+    exp = xp.empty_like(logits)  # (N, C)
+    rest, target_shifted = xp.empty((N, T)), xp.empty((N, T))  # float64
     floor = xp.finfo(logits.dtype).tiny / xp.finfo(logits.dtype).eps  # below: subnormal exps lose digits
-    low = parts["head_mass"].min(axis=1) < floor  # (N,): rows with a head far below another
-    if bool(low.any()):  # rare: shift those rows per head (each head's largest exp is then 1)
-        idx = xp.flatnonzero(low)
-        head_max = segment_reduce("max", logits[idx], layout)  # (n, T)
-        redo = softmax_parts(logits[idx], target[idx], segment_expand(head_max, layout), layout)
-        for key in parts:  # four named arrays, not a loop over data
-            parts[key][idx] = redo[key]
-    rest, target_shifted = parts["rest"], parts["target_shifted"]
+
+    def per_sample(r):
+        z = logits[r]
+        parts = softmax_parts(z, target[r], z.max(axis=1, keepdims=True), layout, out=exp[r])  # (n, 1) shift
+        low = parts["head_mass"].min(axis=1) < floor  # (n,): rows with a head far below another
+        if bool(low.any()):  # rare: shift those rows per head (each head's largest exp is then 1)
+            idx = xp.flatnonzero(low)
+            head_max = segment_reduce("max", z[idx], layout)  # (m, T)
+            redo = softmax_parts(z[idx], target[r][idx], segment_expand(head_max, layout), layout)
+            for key in parts:  # four named arrays, not a loop over data
+                parts[key][idx] = redo[key]
+        rest[r], target_shifted[r] = parts["rest"], parts["target_shifted"]
+
+    over_rows(N, per_sample)
     exp_t = xp.exp(target_shifted)  # (N, T) float64
     sums = rest + exp_t  # (N, T): each head's softmax denominator
     with np.errstate(divide="ignore", invalid="ignore"):  # each branch is used only where it is exact
         nll = xp.where(exp_t > rest, xp.log1p(rest / exp_t), xp.log(sums) - target_shifted)  # (N, T)
     weights = loss_weights(classes, mask)  # (T,)
     loss = float((nll.mean(axis=0) * weights).sum())
-    cache = {"exp": parts["exp"], "rest": rest, "sums": sums, "target": target, "weights": weights,
+    cache = {"exp": exp, "rest": rest, "sums": sums, "target": target, "weights": weights,
              "layout": layout, "nll": nll}
     return loss, cache
 
@@ -483,10 +552,16 @@ def cross_entropy_backward(cache):
     N = exp.shape[0]
     scale = cache["weights"] / N  # (T,)
     per_head = (scale / sums).astype(exp.dtype)  # (N, T)
+    target_grad = (-scale * rest / sums).astype(exp.dtype)  # (N, T)
     dlogits = exp  # reuse the buffer (its target entries are 0): the cache is consumed
     cache["exp"] = None
-    dlogits *= segment_expand(per_head, cache["layout"])  # (N, C): w_t / N * softmax off the target
-    dlogits[xp.arange(N)[:, None], target] = (-scale * rest / sums).astype(exp.dtype)
+
+    def per_sample(r):
+        d = dlogits[r]
+        d *= segment_expand(per_head[r], cache["layout"])  # (n, C): w_t / N * softmax off the target
+        d[xp.arange(d.shape[0])[:, None], target[r]] = target_grad[r]
+
+    over_rows(N, per_sample)
     return dlogits
 
 

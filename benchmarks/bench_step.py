@@ -4,6 +4,7 @@
     python benchmarks/bench_step.py --threads 1,2       # each config with 1, then 2 BLAS threads
     python benchmarks/bench_step.py --steps 10 --only paper --detail   # one row per matrix product
     python benchmarks/bench_step.py --gpu               # the same on CuPy
+    python benchmarks/bench_step.py --only paper --parts   # the non-matmul time of each part of the step
 
 A step is what one training epoch does: forward and backward on every training sample (dropout
 on), GrokFast-EMA, AdamW; the median of --steps timed steps is reported.
@@ -71,12 +72,18 @@ def backend(gpu):
     return xp, sync
 
 
+@contextlib.contextmanager
 def thread_limit(n):
-    """A context limiting the host BLAS (and OpenMP) pools to n threads; n None: leave them be."""
-    if n is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits  # listed in requirements.txt
-    return threadpool_limits(limits=n)
+    """Limit the host BLAS (and OpenMP) pools to n threads, and give miiii's row blocks as many, as
+    the CLI's --threads does; n None: leave the BLAS pools be (row threads: the BLAS count)."""
+    from threadpoolctl import threadpool_info, threadpool_limits  # listed in requirements.txt
+    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    with (threadpool_limits(limits=n) if n is not None else contextlib.nullcontext()):
+        miiii.set_row_threads(n if n is not None else (counts[0] if counts else 1))
+        try:
+            yield
+        finally:
+            miiii.set_row_threads(1)
 
 
 def matmul_rate(xp, sync, size=4096, reps=3):
@@ -102,8 +109,9 @@ def setup(cfg):
     return task, params, x, y
 
 
-def time_steps(cfg, steps, sync):
-    """Median seconds of one training step (after one warm-up step) and its useful FLOPs."""
+def time_steps(cfg, steps, sync, before_step=None):
+    """Median seconds of one training step (after one warm-up step) and its useful FLOPs.
+    before_step(): called before each timed step."""
     task, params, x, y = setup(cfg)
     classes, mask = task["classes"], task["mask"]  # host mask, as miiii.train passes it
     miiii.keep_freed_memory()  # as miiii.train does
@@ -119,12 +127,79 @@ def time_steps(cfg, steps, sync):
     sync()
     times = []
     for epoch in range(1, steps + 1):
+        if before_step is not None:
+            before_step()
         t = time.perf_counter()
         step(epoch)
         sync()
         times.append(time.perf_counter() - t)
     flops = step_flops(len(task["train"]), cfg["p"], cfg["d"], cfg["heads"], sum(classes))
     return float(np.median(times)), flops
+
+
+# ============================================================================ the step's parts
+# Which functions make up each part of the step; a part's time is what its functions take (each
+# timed around its call, nested calls counted once, in the outermost), its matrix products those
+# the recorder saw called from its functions.
+PARTS = {
+    "loss": ("cross_entropy_forward", "cross_entropy_backward"),
+    "unembed": ("unembed_forward", "unembed_backward"),
+    "mlp": ("mlp_forward", "mlp_backward"),
+    "dropout": ("dropout_forward", "dropout_backward"),
+    "attention": ("embedding_forward", "embedding_backward", "attention_forward", "attention_backward"),
+    "optimiser": ("ema_filter", "adamw_step"),
+}
+PART_OF = {fn: part for part, fns in PARTS.items() for fn in fns}
+
+
+def timed_parts(cfg, steps, sync):
+    """The median step, and per part the median over the timed steps of the seconds spent in it,
+    from timing wrappers around miiii's and grokfast's layer functions (module attributes, so the
+    calls inside miiii.forward see them)."""
+    spent, depth = [], [0]  # one {part: seconds} per timed step
+
+    def wrap(module, name):
+        fn = getattr(module, name)
+
+        def timed(*args, **kwargs):
+            depth[0] += 1
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0 and spent:
+                    sync()
+                    spent[-1][PART_OF[name]] += time.perf_counter() - start
+        return fn, timed
+
+    originals = {}
+    for name in PART_OF:
+        module = grokfast if hasattr(grokfast, name) else miiii
+        originals[(module, name)], wrapped = wrap(module, name)
+        setattr(module, name, wrapped)
+    try:
+        seconds, _ = time_steps(cfg, steps, sync, before_step=lambda: spent.append(dict.fromkeys(PARTS, 0.0)))
+    finally:
+        for (module, name), fn in originals.items():
+            setattr(module, name, fn)
+    return seconds, {part: float(np.median([s[part] for s in spent])) for part in PARTS}
+
+
+def print_parts(per_step, records, seconds):
+    """One row per part: its time, the matrix products in it (replayed alone), the rest."""
+    mm = {part: 0.0 for part in PARTS}
+    for r in records:
+        part = r.get("part")
+        if part is not None and np.isfinite(r["seconds"]):
+            mm[part] += r["seconds"]
+    print(f"  {'part':<10} {'s/step':>8} {'mm s':>8} {'not mm s':>9} {'of step':>8}")
+    for part in PARTS:
+        rest = per_step[part] - mm[part]
+        print(f"  {part:<10} {per_step[part]:>8.4f} {mm[part]:>8.4f} {rest:>9.4f} {rest / seconds:>8.0%}")
+    other = seconds - sum(per_step.values())
+    print(f"  {'other':<10} {other:>8.4f} {'':>8} {other:>9.4f} {other / seconds:>8.0%}  (the glue between "
+          "the parts: residual adds; medians need not add up)")
 
 
 # ============================================================================ the step's products
@@ -203,6 +278,15 @@ def watched(x):
     return x
 
 
+def part_of_caller():
+    """The PARTS function a product is called from (walking out through helpers such as
+    mlp_hidden or a row block's function), or None."""
+    frame = sys._getframe(3)
+    while frame is not None and frame.f_code.co_name not in PART_OF:
+        frame = frame.f_back
+    return None if frame is None else frame.f_code.co_name
+
+
 def note(op, args):
     """Append one product to Recorder.log; products that are not replayed keep only op and place."""
     if op not in PRODUCTS.values():  # einsum and the like: flagged in the --detail list
@@ -210,7 +294,8 @@ def note(op, args):
                              "a": ((), (), "-"), "b": ((), (), "-")})
         return
     a, b = np.asarray(args[0]), np.asarray(args[1])
-    Recorder.log.append({"op": op, "where": caller(), "dtype": np.result_type(a, b),
+    Recorder.log.append({"op": op, "where": caller(), "part": PART_OF.get(part_of_caller()),
+                         "dtype": np.result_type(a, b),
                          "a": (a.shape, *layout(a)), "b": (b.shape, *layout(b))})
 
 
@@ -329,6 +414,10 @@ def bench_row(name, threads, args, xp, sync):
           f"{mm_flops / mm_s / 1e9:>8.1f} {1 - mm_s / seconds:>6.0%}", flush=True)
     if args.detail:
         print_products(records)
+    if args.parts:
+        with thread_limit(threads):
+            part_seconds, per_step = timed_parts(cfg, args.steps, sync)
+        print_parts(per_step, records, part_seconds)
     return {"seconds": seconds, "flops": flops, "peak": peak, "mm_seconds": mm_s, "mm_flops": mm_flops}
 
 
@@ -350,6 +439,8 @@ def parse(argv):
     ap.add_argument("--threads", type=str, help="host BLAS threads, or a list: --threads 1,2 "
                     "(default: the libraries' own choice)")
     ap.add_argument("--detail", action="store_true", help="print every matrix product of the step")
+    ap.add_argument("--parts", action="store_true", help="the time of each part of the step (loss, "
+                    "attention, MLP, dropout, optimiser), and the share of it that is not matrix products")
     ap.add_argument("--gpu", action="store_true", help="run on CuPy")
     args = ap.parse_args(argv)
     try:
