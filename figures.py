@@ -46,6 +46,12 @@ Figures (numbered as in the talk; file stem, then the function that draws it)
                                                               marked (from progress.npz, else computed from
                                                               progress_params.npz; skipped with one line if
                                                               the run has neither)
+ RESULTS.md's figures (docs/results/, drawn by experiments/report.py from results/runs)
+     sweep_min_valid_acc         fig_sweep                    the sweep: each run's slowest task
+     softmax_collapse            fig_softmax_collapse         collapsed share and training loss, wd 1 vs 0
+     filters_compared            fig_filters_compared         the GrokFast filters, T_nanda and T_miiii
+     miiii_filters, nanda_filters
+                                 fig_mean_valid_acc           mean validation accuracy of groups of runs
 
 Conventions
   Grids over the inputs are [x0, x1] (SPEC §1): x0 on the vertical axis (increasing upwards), x1 on
@@ -780,6 +786,91 @@ def draw_progress(runs, out, formats, log, warn, dpi=None):
                             formats, dpi)
             log(f"wrote {name_t} ({time.perf_counter() - start:.1f} s)")
     return written
+
+
+# ============================================================================ RESULTS.md's figures
+# Drawn by experiments/report.py into docs/results/ from the loaded runs of results/runs; a run is a
+# dict with "config" and "metrics" (report.load), the curves are the metrics' per-task accuracies.
+def draw_valid_acc(ax, run, over_tasks, span=None, **style):
+    """A run's validation accuracy through training, reduced over tasks (over_tasks: "min", the slowest
+    task, or "mean"); epoch 0 left out, and with `span` the epochs after it."""
+    ep, va = run["metrics"]["epochs"], run["metrics"]["valid_acc"]
+    keep = ep > 0
+    if span is not None:
+        keep &= ep <= span
+    ax.plot(ep[keep], getattr(va[keep], over_tasks)(axis=1), **style)
+
+
+def fig_sweep(sweep):
+    """The sweep (sweep: {run name: run}): the slowest task's validation accuracy of each run."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for name, r in sweep.items():
+        draw_valid_acc(ax, r, "min", label=name.replace("sweep-", ""), linewidth=1.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("min over tasks of validation accuracy")
+    ax.axhline(0.99, color="grey", linestyle=":", linewidth=0.8)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("The sweep: the slowest task's validation accuracy (T_miiii, seed 0)")
+    return fig
+
+
+def fig_softmax_collapse(pair):
+    """Softmax collapse (Prieto et al. 2025): the share of targets with a zero naive float32 gradient and
+    the training loss of T_nanda runs that differ in weight decay (pair: the runs)."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, r in enumerate(pair):
+        ep = r["metrics"]["epochs"]
+        keep = ep > 0
+        label = f"wd {r['config']['wd']:g}"
+        ax.plot(ep[keep], r["metrics"]["collapse_grad"][keep, 0], color=f"C{i}", label=f"{label}: share of "
+                "targets with a zero naive float32 gradient")
+        ax.plot(ep[keep], r["metrics"]["train_loss"][keep, 0], color=f"C{i}", linestyle=":",
+                label=f"{label}: training loss / ln p")
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_ylim(0, 1.5)
+    ax.set_xlabel("epoch")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("Softmax collapse (Prieto et al. 2025), T_nanda p = 59, with and without weight decay")
+    return fig
+
+
+def fig_filters_compared(panels, span):
+    """The GrokFast filters side by side: one panel per task (panels: [(title, {filter: its runs})]),
+    the slowest task's validation accuracy of every seed, up to epoch `span` (the runs' common length)."""
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, (title, kinds) in zip(axes, panels):
+        for i, (kind, rs) in enumerate(kinds.items()):
+            for j, r in enumerate(rs):
+                draw_valid_acc(ax, r, "min", span, color=f"C{i}", linewidth=0.9, alpha=0.8,
+                               label=kind if j == 0 else None)
+        ax.set_xscale("log")
+        ax.set_xlabel("epoch")
+        ax.axhline(0.99, color="grey", linestyle=":", linewidth=0.8)
+        ax.set_title(f"{title}, seeds 0-2", fontsize=10)
+    axes[0].set_ylabel("min over tasks of validation accuracy")
+    axes[1].legend(fontsize=8, frameon=False, loc="upper left")
+    fig.suptitle("GrokFast filters compared: " + ", ".join(panels[0][1]), fontsize=10)
+    return fig
+
+
+def fig_mean_valid_acc(groups, title):
+    """Mean validation accuracy over tasks of groups of runs (groups: {label: runs}), one colour a group."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, (k, rs) in enumerate(groups.items()):
+        for j, r in enumerate(rs):
+            draw_valid_acc(ax, r, "mean", color=f"C{i}", linewidth=1, alpha=0.8, label=k if j == 0 else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean validation accuracy over tasks")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(title)
+    return fig
 
 
 # ============================================================================ runs -> figures
