@@ -1317,7 +1317,7 @@ def main(argv=None):
         return fail(e)
     if plan == "done":  # nothing will be written: no lock needed
         return say_complete(out, cfg)
-    made = {"dir": not os.path.lexists(out), "lock": not os.path.lexists(os.path.join(out, rundir.LOCK))}
+    made = {"dirs": new_directories(out), "lock": not os.path.lexists(os.path.join(out, rundir.LOCK))}
     try:
         lock = rundir.lock_run(out)
     except rundir.RunLocked as e:
@@ -1326,14 +1326,28 @@ def main(argv=None):
         return fail(f"{'--resume' if args.resume else '--out'} {out} is not writable "
                     f"({getattr(e, 'strerror', None) or e})")
 
-    def undo():  # a run that did not start leaves the directory as it found it
-        if made["dir"]:
+    def undo():  # a run that did not start leaves the file system as it found it
+        if made["dirs"]:
             shutil.rmtree(out, ignore_errors=True)
+            for folder in made["dirs"][1:]:  # parents made for it, unless another run is in them now
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
         elif made["lock"] and os.path.exists(os.path.join(out, rundir.LOCK)):
             os.remove(os.path.join(out, rundir.LOCK))
 
     with lock:  # held until the run has ended, however it ends
         return train_locked(argv, undo)
+
+
+def new_directories(path):
+    """The directories that making `path` would create, innermost first ([] when it exists)."""
+    made, path = [], os.path.abspath(path)
+    while not os.path.lexists(path):
+        made.append(path)
+        path = os.path.dirname(path)
+    return made
 
 
 def say_complete(out, cfg):

@@ -29,6 +29,7 @@ import pytest
 import fft_analysis as fa
 import miiii
 import rundir
+from run_files import assert_same_files, cli_args, files, tree
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = "checkpoint.npz"
@@ -51,60 +52,12 @@ CONFIGS = {"ema": EMA, "ma": MA, "plain": PLAIN}
 
 
 # ============================================================================ helpers
-# Not compared between runs: the lock file (a pid), the previous checkpoint and the record segments
-# (where a run stopped and when it checkpointed decide them; their contents are compared as the
-# combined omega.npz, omega_talk.npz and grad_norms.npz).
-NOT_COMPARED = {"lock", rundir.PREVIOUS}
-
-
-def files(folder):
-    """{relative path: bytes} of the files of a run directory, records/ and NOT_COMPARED left out."""
-    folder = Path(folder)
-    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*"))
-            if f.is_file() and f.name not in NOT_COMPARED and f.parent.name != rundir.SEGMENTS}
-
-
 def progress_copies(epochs):
     return {f"progress_params/{e}.npz" for e in fa.progress_epochs(epochs).tolist()}
 
 
-def tree(folder):
-    """{relative path: bytes or 'dir'} of everything under folder (to show nothing was created)."""
-    return {str(f.relative_to(folder)): (f.read_bytes() if f.is_file() else "dir")
-            for f in sorted(Path(folder).rglob("*"))}
-
-
 def temp_files(folder):
     return sorted(name for name in os.listdir(folder) if name.endswith(".tmp"))
-
-
-def checkpoint_content(blob):
-    """A checkpoint's arrays and its JSON skeleton without the analysis hooks' wall-clock timing."""
-    with np.load(io.BytesIO(blob)) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(str(arrays.pop("__meta__")))
-    meta["state"]["dict"].get("records", {}).get("dict", {}).pop("timing", None)
-    return meta, arrays
-
-
-def same_checkpoint(a, b):
-    (meta_a, arrays_a), (meta_b, arrays_b) = checkpoint_content(a), checkpoint_content(b)
-    return meta_a == meta_b and sorted(arrays_a) == sorted(arrays_b) and \
-        all(np.array_equal(arrays_a[k], arrays_b[k]) for k in arrays_a)
-
-
-def assert_same_files(got, want, ignore_tmp=False):
-    """Byte equality of two {name: bytes} dicts, reporting names rather than bytes.
-
-    The final checkpoint (kept so a finished run can be extended) holds the seconds the snapshots
-    took; it is compared on everything else, array by array.
-    """
-    if ignore_tmp:
-        got = {k: v for k, v in got.items() if not k.endswith(".tmp")}
-    assert sorted(got) == sorted(want), f"file sets differ: {sorted(got)} vs {sorted(want)}"
-    differ = [name for name in want if got[name] != want[name]
-              and not (name == CHECKPOINT and same_checkpoint(got[name], want[name]))]
-    assert differ == [], f"files differ from the uninterrupted run: {differ}"
 
 
 def write_results(out, cfg, params, metrics, records):
@@ -159,16 +112,6 @@ def clean(tmp_path_factory):
         return cache[name]
 
     return get
-
-
-def cli_args(cfg, *extra):
-    """Command-line flags for the config (every result key) plus extra flags."""
-    args = []
-    for k in miiii.RESULT_KEYS:
-        if k == "gpu":
-            continue
-        args += ["--" + k.replace("_", "-"), str(cfg[k])]
-    return args + [str(a) for a in extra]
 
 
 def run_config_of(run_dir):

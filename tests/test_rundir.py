@@ -214,7 +214,7 @@ def test_a_new_run_that_cannot_write_its_config_leaves_no_directory(tmp_path, mo
     monkeypatch.undo()
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 4 and len(err) == 1 and "config.json" in err[0] and "No space left" in err[0]
-    assert not run.exists()
+    assert not (tmp_path / "new").exists()  # nor the parent made for it
 
 
 def test_resume_of_a_directory_that_does_not_exist(tmp_path, capsys):
