@@ -1318,13 +1318,6 @@ def main(argv=None):
     if plan == "done":  # nothing will be written: no lock needed
         return say_complete(out, cfg)
     made = {"dirs": new_directories(out), "lock": not os.path.lexists(os.path.join(out, rundir.LOCK))}
-    try:
-        lock = rundir.lock_run(out)
-    except rundir.RunLocked as e:
-        return fail(e)
-    except (OSError, rundir.LockUnsupported) as e:
-        return fail(f"{'--resume' if args.resume else '--out'} {out} is not writable "
-                    f"({getattr(e, 'strerror', None) or e})")
 
     def undo():  # a run that did not start leaves the file system as it found it
         if made["dirs"]:
@@ -1337,6 +1330,14 @@ def main(argv=None):
         elif made["lock"] and os.path.exists(os.path.join(out, rundir.LOCK)):
             os.remove(os.path.join(out, rundir.LOCK))
 
+    try:
+        lock = rundir.lock_run(out)
+    except rundir.RunLocked as e:  # another process's directory: nothing to undo
+        return fail(e)
+    except (OSError, rundir.LockUnsupported) as e:
+        undo()
+        return fail(f"{'--resume' if args.resume else '--out'} {out} is not writable "
+                    f"({getattr(e, 'strerror', None) or e})")
     with lock:  # held until the run has ended, however it ends
         return train_locked(argv, undo)
 
@@ -1360,8 +1361,8 @@ def kept_checkpoint(out, last):
     """What an error line says the run can go on from, true when printed: `last`, the epoch of the
     last checkpoint written (or resumed from), if a checkpoint file is there."""
     if last["epoch"] is not None and rundir.has_checkpoint(out):
-        return f"the checkpoint of epoch {last['epoch']} is kept"
-    return "no checkpoint was written (--resume starts it over)"
+        return f"the checkpoint of epoch {last['epoch']} is kept in {out}"
+    return f"no checkpoint was written in {out} (--resume starts the run over)"
 
 
 def mark_interrupted(out, cfg):
@@ -1386,6 +1387,8 @@ def train_locked(argv, undo):
     except (UsageError, rundir.RunError) as e:
         undo()
         return fail(e)
+    except OSError as e:  # removing a stale record, or restoring the previous checkpoint
+        return fail(f"cannot write {out}: {e.strerror or e}", 4)
     if warning:
         print(warning, file=sys.stderr)
     try:
@@ -1435,7 +1438,7 @@ def train_locked(argv, undo):
         return 128 + flag["signal"]
     except NonFinite as e:
         mark_interrupted(out, cfg)
-        return fail(f"{e}; stopped: {kept_checkpoint(out, last)} in {out}", 3, nl)
+        return fail(f"{e}; stopped: {kept_checkpoint(out, last)}", 3, nl)
     except rundir.WriteError as e:
         mark_interrupted(out, cfg)
         return fail(f"{e}; {kept_checkpoint(out, last)}: once the cause is fixed, continue with "

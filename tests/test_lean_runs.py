@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 import fft_analysis as fa
-import figures
 import miiii
 import rundir
 from run_files import assert_same_files, cli_args, damage, files, main_stopped_at, tree
@@ -110,6 +109,25 @@ def test_a_damaged_record_file_is_one_line_everywhere(stopped, capsys):
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.splitlines() == [f"{script}: error: {segment}: damaged or not a miiii file "
                                             + done.stderr.split("not a miiii file ")[1].strip()]
+
+
+def test_a_record_damaged_while_the_run_goes_on_ends_it_in_one_line(tmp_path, monkeypatch, capsys):
+    """The end of the run combines the segments: a damaged one is named, the final checkpoint kept."""
+    out, real = tmp_path / "run", miiii.checkpoint_run
+
+    def checkpoint(run, state, cfg):
+        real(run, state, cfg)
+        if state["epoch"] == 100:
+            damage(Path(run) / rundir.SEGMENTS / "0-49.npz")
+
+    monkeypatch.setattr(miiii, "checkpoint_run", checkpoint)
+    assert miiii.main(FLAGS + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0] == f"run directory: {out}" and "Traceback" not in err[1]
+    assert err[1].startswith(f"miiii.py: error: {out / rundir.SEGMENTS / '0-49.npz'}: damaged")
+    assert err[1].endswith(f"the checkpoint of epoch 260 is kept in {out}")
+    assert miiii.load_checkpoint(str(out / rundir.CHECKPOINT), CFG)["epoch"] == 260
+    assert config_json(out)["status"] == "interrupted"
 
 
 def test_a_damaged_copy_is_one_line_in_the_analysis(clean, tmp_path):
@@ -244,3 +262,10 @@ def test_extending_removes_what_the_longer_run_makes_stale(clean, tmp_path, monk
         np.testing.assert_array_equal(om["epochs"], np.union1d(old, new[new > 260]))
     assert fa.main([str(run)]) == 0
     assert rundir.load_json(str(run / "analysis.json"))["epochs"] == 400
+
+
+def test_rundir_imports_nothing_of_the_project():
+    """rundir.py is the bottom of the import graph: stdlib and numpy only."""
+    code = "import sys, rundir; print(sorted(m for m in ('miiii', 'fft_analysis', 'figures', 'grokfast') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

@@ -99,6 +99,8 @@ def test_the_finished_legacy_run_reads_as_it_did(tmp_path):
 def test_the_interrupted_legacy_run_resumes(today, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(INTERRUPTED, run)
+    with pytest.raises(rundir.RunError, match=f"--resume {run}"):  # its metrics are in the checkpoint alone
+        fa.load_run(str(run))
     assert miiii.main(["--resume", str(run), "--quiet"]) == 0
     assert capsys.readouterr().err.splitlines()[0] == f"resuming {run} at epoch 26"
     # what the legacy checkpoint held comes back exactly: records and metrics before epoch 26
