@@ -1,6 +1,7 @@
 """fft_analysis: what the trained miiii model computes, read off in the Fourier basis.
 
     python fft_analysis.py RUN_DIR [RUN_DIR ...]    # a report per run; writes RUN_DIR/analysis.json
+                                                    # (a run not finished yet: the report only)
 
 The functions are used in three places: by this command line on finished runs, by figures.py, and
 during training through `training_hooks` (snapshots of the neurons' frequencies, neuron 0's spectrum
