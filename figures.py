@@ -9,6 +9,8 @@ whose record in the run, e.g. omega.npz) is missing is skipped with one line say
 With no run at all, one usage line goes to stderr and the two figures that need no run (Figure 4,
 the DFT matrix) are still drawn (exit 0). Bad input (a path that is not a run directory, a run of
 the wrong task, an unknown format) is one line on stderr, exit 2.
+An unfinished run (running or interrupted) is drawn as far as its last checkpoint, with one line
+saying so.
 
 This module draws; it does not analyse. Every number in a figure is either read from the run
 directory or computed by fft_analysis (Fourier projections, spectra, active frequencies, SVD,
@@ -77,6 +79,7 @@ from matplotlib.figure import Figure
 
 import fft_analysis as fa
 import miiii
+import rundir
 
 SIGNED = "RdBu_r"  # signed values: blue negative, white zero, red positive
 MAGNITUDE = "viridis"  # magnitudes (activations, power, counts, accuracy-by-task colours)
@@ -758,10 +761,11 @@ def fig_progress_measures(progress, metrics=None, task="T_nanda", t=0):
 
 
 def progress_of(run):
-    """A loaded run's progress measures: progress.npz, else computed from progress_params.npz, else None."""
-    if "progress" not in run and os.path.exists(os.path.join(run["dir"], fa.PROGRESS_PARAMS)):
-        run["progress"] = fa.progress_measures({**run, "progress_params": fa.read_progress_params(
-            os.path.join(run["dir"], fa.PROGRESS_PARAMS))})
+    """A loaded run's progress measures: progress.npz, else computed from its progress copies, else None."""
+    if "progress" not in run:
+        copies = rundir.load_copies(run["dir"], "progress", miiii.PARAM_NAMES)
+        if copies:
+            run["progress"] = fa.progress_measures({**run, "progress_params": copies})
     return run.get("progress")
 
 
@@ -775,7 +779,7 @@ def draw_progress(runs, out, formats, log, warn, dpi=None):
             continue
         progress = progress_of(runs[role])
         if progress is None or not np.any(np.asarray(progress["epochs"]) > 0):
-            warn(f"skip {stem}: the --{role} run has no {fa.PROGRESS} or {fa.PROGRESS_PARAMS} past epoch 0 "
+            warn(f"skip {stem}: the --{role} run has no {rundir.PROGRESS} or progress parameter copies past epoch 0 "
                  f"(a run made before the progress hook, or with --no-analysis)")
             continue
         moduli = np.asarray(progress["moduli"]).tolist()
@@ -964,7 +968,7 @@ def load_runs(paths):
     for role, path in paths.items():
         run = fa.load_run(path, progress_params=False)  # progress_of reads them only when needed
         if run["config"]["task"] != role:
-            raise fa.RunError(f"--{role} {path}: is a {run['config']['task']} run, expected task {role}")
+            raise rundir.RunError(f"--{role} {path}: is a {run['config']['task']} run, expected task {role}")
         runs[role] = run
     return runs
 
@@ -1000,7 +1004,7 @@ def draw_all(runs, out, formats, log=print, warn=None, dpi=None):
     else:
         try:
             analysis = fa.analyse_run(runs["miiii"]["dir"], progress=False)  # Table 1 needs no progress measures
-        except fa.RunError as e:
+        except rundir.RunError as e:
             analysis = {"active_freqs": {}, "error": str(e)}
         if "error" in analysis:
             warn(f"skip table1: {analysis['error']}")
@@ -1013,7 +1017,7 @@ def draw_all(runs, out, formats, log=print, warn=None, dpi=None):
                      f"and the talk's (- = epoch not reached or not recorded)\n\n"
                      + table1_markdown(analysis, f"this run (p = {p})"))
             path = os.path.join(out, "table1.md")
-            miiii.atomic_write(path, lambda f: f.write(table.encode()))
+            rundir.atomic_write(path, lambda f: f.write(table.encode()))
             written.append(path)
             log(table)
     return written
@@ -1053,12 +1057,16 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
         if not os.access(args.out, os.W_OK):
             raise miiii.UsageError(f"--out {args.out} is not writable")
-    except (miiii.UsageError, fa.RunError) as e:
+    except (miiii.UsageError, rundir.RunError) as e:
         print(f"figures.py: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"figures.py: error: cannot create --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
+    for role, run in runs.items():
+        late = rundir.unfinished(run)
+        if late:
+            print(f"figures.py: --{role} {late}; drawn as far as it has come", file=sys.stderr)
     start = time.perf_counter()
     written = draw_all(runs, args.out, formats, dpi=args.dpi)
     print(f"{len(written)} files in {args.out} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
