@@ -99,7 +99,7 @@ def checkpoint_epoch(run_dir):
     """The epoch a run in training has reached, from its checkpoint's JSON skeleton (one small member
     of the zip; no array is read), or None. The checkpoint is replaced by rename: old or new, never torn."""
     try:
-        with np.load(os.path.join(run_dir, miiii.CHECKPOINT)) as z:
+        with np.load(os.path.join(run_dir, rundir.CHECKPOINT)) as z:
             return int(json.loads(str(z["__meta__"]))["state"]["dict"]["epoch"]["value"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
@@ -137,7 +137,7 @@ def record_wall_time(run_dir, seconds, threads, side_by_side, piece=None, finish
     else:
         entries[piece] = entry
     if os.path.isdir(run_dir):
-        miiii.atomic_write(path, lambda f: f.write(json.dumps(entries, indent=1).encode()))
+        rundir.atomic_write(path, lambda f: f.write(json.dumps(entries, indent=1).encode()))
     return piece
 
 
@@ -354,7 +354,7 @@ def write_back(results_dir, result):
         return None
     os.makedirs(dest, exist_ok=True)
     for name in sorted(result["files"], key=lambda f: f == "config.json"):
-        miiii.atomic_write(os.path.join(dest, name), lambda f: f.write(result["files"][name]))
+        rundir.atomic_write(os.path.join(dest, name), lambda f: f.write(result["files"][name]))
     return dest
 
 

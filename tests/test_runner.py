@@ -206,7 +206,7 @@ def test_the_default_local_cluster_makes_a_run_where_its_results_go(tmp_path):
         outcomes = runner.run_missing({"local": ("test", [*TINY, "--no-analysis"])}, client, str(runs), str(runs),
                                       log=lines.append, poll_s=0.2)
     assert outcomes["local"]["status"] == "complete", lines
-    assert sorted(os.listdir(runs / "local")) == ["checkpoint.npz", "config.json", "metrics.npz", "params.npz",
+    assert sorted(os.listdir(runs / "local")) == ["checkpoint.npz", "config.json", "lock", "metrics.npz", "params.npz",
                                                   "wall.json"]
     wall = json.loads((runs / "local" / "wall.json").read_text())
     assert [(w["threads"], w["runs_side_by_side"], w["epochs"]) for w in wall] == [(1, 1, 50)]
