@@ -1,6 +1,7 @@
 """fft_analysis: what the trained miiii model computes, read off in the Fourier basis.
 
     python fft_analysis.py RUN_DIR [RUN_DIR ...]    # a report per run; writes RUN_DIR/analysis.json
+                                                    # (a run not finished yet: the report only)
 
 The functions are used in three places: by this command line on finished runs, by figures.py, and
 during training through `training_hooks` (snapshots of the neurons' frequencies, neuron 0's spectrum
@@ -167,39 +168,42 @@ During training (`training_hooks`)
 * A copy of the parameters at each Table-1 epoch reached.
 * A host float32 copy of the parameters at `progress_epochs(E)`: the union of {0, E},
   round(geomspace(1, E, 24)) and round(linspace(0, E, 41)) (np.round, half to even; repeats merged):
-  64 epochs at E = 65,536, 62 at 600, 63 at 3,000. Memory and file size: 64 x the model (~220 MB
-  for T_nanda at p = 113, d = 256; ~300 MB for T_miiii), also carried in the checkpoint. An
-  extended run keeps the old epochs and adds the new length's epochs beyond the old end.
+  64 epochs at E = 65,536, 62 at 600, 63 at 3,000. Disk: 64 x the model (~220 MB for T_nanda at
+  p = 113, d = 256; ~300 MB for T_miiii), each copy written once; in memory only until the next
+  checkpoint. An extended run keeps the old epochs and adds the new length's epochs beyond the old end.
 Hooks only read params and grads (the saved parameters are copies), draw no random numbers and
 run nothing at other epochs, so training gives bit-identical weights with and without them.
 
-Files written into the run directory (plain numpy arrays, atomic writes)
+Files written into the run directory (plain numpy arrays; rundir.py writes and reads them: each
+record is written once, at the checkpoint after it was taken, into a segment records/<a>-<b>.npz or a
+file of its own; the combined files below are written at the end of a run)
   omega.npz       epochs (S,) int64, freqs (F, 2) int64, counts (S, F) int64, live (S,) int64,
                   share (S,) float64, active (S, F) bool, n_active (S,) int64
   omega_talk.npz  epochs (R,) int64, spectra (R, (p-1)//2 + 1) float64: neuron 0, the talk's rule
   grad_norms.npz  epochs (L,) int64 and one (L,) float64 array per parameter name
   params_<E>.npz  the parameters at epoch E, under the SPEC names
-  progress_params.npz  the parameters at each progress epoch e, as arrays "<e>/<NAME>" (float32;
-                  large, stays local)
-  progress.npz    written by the command line from progress_params.npz (small, committed):
+  progress_params/<e>.npz  the parameters at progress epoch e (float32; large, stays local; older
+                  runs: one progress_params.npz with arrays "<e>/<NAME>", still read)
+  progress.npz    written by the command line from the progress copies (small, committed):
                   epochs (S,) int64, moduli (T,) int64, train_loss, valid_loss, restricted_loss,
                   excluded_loss (S, T) float64, sum_sq_weights (S,) float64, key_waves (K, 3)
                   int64 rows (task, k0, k1) as frequency_index (k0 > p/2: negative k0 - p),
                   largest share first per task, key_share (K,) float64 each wave's share of its
                   head's final logit energy, key_energy () the 90 % level, phases (T, 3) int64 the
                   starts of memorisation, circuit formation, clean-up (-1: not found)
-  analysis.json   written by the command line: see `analyse_run`
+  analysis.json   written by the command line: see `analyse_run`; for a complete run only (an
+                  unfinished one, read as far as its last checkpoint, gets the report alone)
 Run directories made before a record existed are still analysed; the report names what is missing.
 """
 import math
 import os
-import re
 import sys
 import time
 
 import numpy as np
 
 import miiii
+import rundir
 
 TABLE1_EPOCHS = (256, 1024, 4096, 16384, 65536)  # the talk's Table 1
 SNAPSHOTS_PER_OCTAVE = 8  # log-spaced snapshot density
@@ -226,10 +230,6 @@ CIRCUIT_FLOOR = 0.02  # ... and its floor before that ends at the last epoch wit
 CLEANUP_FRACTION = 0.5  # clean-up starts when the restricted loss is half its value at circuit formation
 PHASES = ("memorisation", "circuit_formation", "cleanup")
 PROGRESS_WAVES_SHOWN = 16  # key waves listed per task in analysis.json (all are in progress.npz)
-
-
-class RunError(Exception):
-    """A run directory that cannot be analysed; the message is one line."""
 
 
 def array_module(a):
@@ -751,7 +751,7 @@ def progress_measures(run):
     offsets = np.concatenate([[0], np.cumsum(classes)]).astype(int)  # head t: columns offsets[t]:offsets[t+1]
     final = all_logits(run["params"], p)  # (N, C)
     keys = [key_waves(final[:, offsets[t]:offsets[t + 1]], p) for t in range(len(classes))]
-    snaps = by_epoch(run["progress_params"])
+    snaps = rundir.by_epoch(run["progress_params"])
     epochs = np.array(sorted(snaps), dtype=np.int64)  # (S,)
     S, T = len(epochs), len(classes)
     out = {name: np.zeros((S, T)) for name in ("train_loss", "valid_loss", "restricted_loss", "excluded_loss")}
@@ -830,25 +830,22 @@ def snapshot_epochs(epochs, per_octave=SNAPSHOTS_PER_OCTAVE):
     return np.unique(marks)
 
 
-def by_epoch(records):
-    """{epoch: value} with int keys (JSON-based checkpoints store them as strings)."""
-    return {int(e): v for e, v in records.items()}
-
-
 def training_hooks(cfg, state, per_octave=SNAPSHOTS_PER_OCTAVE):
-    """Hook dicts for miiii.train that record Omega snapshots, gradient norms and Table-1 params into `state`.
+    """Hook dicts for miiii.train that record Omega snapshots, talk spectra, gradient norms and
+    parameter copies into `state`, the records dict of rundir.py (its module doc).
 
-    `state` is a plain dict (keys: p, omega, omega_talk, grad_norms, snapshots, progress, timing), keyed by
-    epoch, so an epoch seen twice (a resumed run) is stored once; write it out with
-    write_training_records. A run extended to more epochs calls this again with the new cfg and
-    the old records: the new length's schedules go on from there, the old records stay.
+    Each record is keyed by epoch (an epoch seen twice is stored once); rundir.flush_records writes
+    them out at each checkpoint of a command-line run, rundir.finish_records at the end. A run
+    extended to more epochs calls this again with the new cfg and the old records: the new
+    length's schedules go on from there, the old records stay.
     """
     cfg = {**miiii.DEFAULTS, **cfg}
     p, epochs = int(cfg["p"]), int(cfg["epochs"])
     state.setdefault("p", p)
     for key in ("omega", "omega_talk", "grad_norms", "snapshots", "progress"):
-        state[key] = by_epoch(state.get(key, {}))  # a checkpoint may have turned the keys into strings
+        state[key] = rundir.by_epoch(state.get(key, {}))  # a checkpoint may have turned the keys into strings
     state.setdefault("timing", {"snapshot_s": 0.0, "snapshots": 0})
+    state["constants"] = {"omega": {"freqs": frequency_index(p)}}  # omega.npz's columns, the (k0, k1) of each w
     talk_x = {}  # the talk's inputs on the backend, made at the first call (the backend is set by then)
 
     def record_omega(epoch, params):
@@ -883,161 +880,28 @@ def training_hooks(cfg, state, per_octave=SNAPSHOTS_PER_OCTAVE):
     ]
 
 
-def omega_arrays(state):
-    """The omega.npz arrays from state['omega'] ({epoch: omega_snapshot dict})."""
-    omega = by_epoch(state["omega"])
-    epochs = sorted(omega)
-    rows = [omega[e] for e in epochs]  # S snapshots, each (F,)
-    return {
-        "epochs": np.array(epochs, dtype=np.int64),
-        "freqs": frequency_index(state["p"]),
-        "counts": np.array([r["counts"] for r in rows], dtype=np.int64).reshape(len(rows), -1),  # (S, F)
-        "live": np.array([r["live"] for r in rows], dtype=np.int64),
-        "share": np.array([r["share"] for r in rows], dtype=np.float64),
-        "active": np.array([r["active"] for r in rows], dtype=bool).reshape(len(rows), -1),  # (S, F)
-        "n_active": np.array([r["n_active"] for r in rows], dtype=np.int64),
-    }
-
-
-def write_training_records(run_dir, state):
-    """Write omega.npz, omega_talk.npz, grad_norms.npz, params_<epoch>.npz and progress_params.npz
-    from the hooks' state."""
-    os.makedirs(run_dir, exist_ok=True)
-    if state.get("omega"):
-        miiii.save_npz(os.path.join(run_dir, "omega.npz"), omega_arrays(state))
-    if state.get("omega_talk"):
-        talk = by_epoch(state["omega_talk"])
-        epochs = sorted(talk)
-        miiii.save_npz(os.path.join(run_dir, "omega_talk.npz"), {
-            "epochs": np.array(epochs, dtype=np.int64),
-            "spectra": np.array([talk[e] for e in epochs], dtype=np.float64).reshape(len(epochs), -1)})  # (R, bins)
-    if state.get("grad_norms"):
-        norms = by_epoch(state["grad_norms"])
-        epochs = sorted(norms)
-        arrays = {"epochs": np.array(epochs, dtype=np.int64)}
-        for name in miiii.PARAM_NAMES:
-            arrays[name] = np.array([norms[e][name] for e in epochs], dtype=np.float64)  # (L,)
-        miiii.save_npz(os.path.join(run_dir, "grad_norms.npz"), arrays)
-    for epoch, params in by_epoch(state.get("snapshots", {})).items():
-        miiii.save_npz(os.path.join(run_dir, f"params_{int(epoch)}.npz"), params)
-    if state.get("progress"):  # one file: "<epoch>/<name>" for every recorded epoch and parameter
-        progress = by_epoch(state["progress"])
-        miiii.save_npz(os.path.join(run_dir, PROGRESS_PARAMS), {
-            f"{e}/{name}": progress[e][name] for e in sorted(progress) for name in miiii.PARAM_NAMES})
-
-
-def read_training_records(run_dir, p):
-    """The inverse of write_training_records: the hooks' state from the files (to resume a run)."""
-    records = load_records(run_dir)
-    state = {"p": int(p), "omega": {}, "omega_talk": {}, "grad_norms": {},
-             "snapshots": records.get("snapshots", {}), "progress": records.get("progress_params", {}),
-             "timing": {"snapshot_s": 0.0, "snapshots": 0}}
-    om = records.get("omega")
-    if om is not None:
-        for i, e in enumerate(om["epochs"].tolist()):  # one record per stored snapshot
-            state["omega"][e] = {"counts": om["counts"][i], "live": int(om["live"][i]),
-                                 "share": float(om["share"][i]), "active": om["active"][i],
-                                 "n_active": int(om["n_active"][i])}
-    talk = records.get("omega_talk")
-    if talk is not None:
-        state["omega_talk"] = {e: talk["spectra"][i] for i, e in enumerate(talk["epochs"].tolist())}
-    gn = records.get("grad_norms")
-    if gn is not None:
-        for i, e in enumerate(gn["epochs"].tolist()):
-            state["grad_norms"][e] = {name: float(gn[name][i]) for name in miiii.PARAM_NAMES}
-    return state
-
-
-# ============================================================================ run directories
-def read_json(path):
-    """A JSON object from path; RunError (one line, naming the file) if missing or damaged."""
-    try:
-        obj = miiii.load_json(path)
-    except miiii.UsageError as e:
-        raise RunError(str(e)) from None
-    if not isinstance(obj, dict):
-        raise RunError(f"{path}: damaged, not a JSON object")
-    return obj
-
-
-def read_npz(path, required=()):
-    """All arrays of an .npz file, read eagerly so a damaged file fails here, with one-line errors."""
-    try:
-        return miiii.load_npz(path, required)
-    except miiii.UsageError as e:
-        raise RunError(str(e)) from None
-
-
-OMEGA_KEYS = ("epochs", "freqs", "counts", "live", "share", "active", "n_active")
-PROGRESS_PARAMS = "progress_params.npz"  # the parameters at the progress epochs (local: large)
-PROGRESS = "progress.npz"  # the progress measures computed from them (small)
-PROGRESS_KEYS = ("epochs", "moduli", "train_loss", "valid_loss", "restricted_loss", "excluded_loss",
-                 "sum_sq_weights", "key_waves", "key_share", "key_energy", "phases")
-
-
-def read_progress_params(path):
-    """progress_params.npz -> {epoch: {name: array}}; RunError when an epoch lacks a parameter."""
-    arrays = read_npz(path)
-    progress = {}
-    for key, a in arrays.items():
-        epoch, _, name = key.partition("/")
-        if not epoch.isdigit() or name not in miiii.PARAM_NAMES:
-            raise RunError(f"{path}: damaged, unexpected entry {key!r}")
-        progress.setdefault(int(epoch), {})[name] = a
-    for epoch, params in progress.items():
-        if len(params) != len(miiii.PARAM_NAMES):
-            raise RunError(f"{path}: damaged, epoch {epoch} lacks a parameter")
-    return dict(sorted(progress.items()))
-
-
-def load_records(run_dir, progress_params=True):
-    """The training records present in run_dir: omega, omega_talk, grad_norms, snapshots ({epoch: params}),
-    progress (progress.npz) and, unless progress_params=False (they can be hundreds of MB),
-    progress_params ({epoch: params})."""
-    records = {}
-    if not os.path.isdir(run_dir):
-        return records
-    if os.path.exists(os.path.join(run_dir, "omega.npz")):
-        records["omega"] = read_npz(os.path.join(run_dir, "omega.npz"), OMEGA_KEYS)
-    if os.path.exists(os.path.join(run_dir, "omega_talk.npz")):
-        records["omega_talk"] = read_npz(os.path.join(run_dir, "omega_talk.npz"), ("epochs", "spectra"))
-    if os.path.exists(os.path.join(run_dir, "grad_norms.npz")):
-        records["grad_norms"] = read_npz(os.path.join(run_dir, "grad_norms.npz"), ("epochs",) + miiii.PARAM_NAMES)
-    found = [m for m in map(re.compile(r"params_(\d+)\.npz$").match, os.listdir(run_dir)) if m]
-    if found:
-        records["snapshots"] = {int(m.group(1)): read_npz(os.path.join(run_dir, m.group(0)), miiii.PARAM_NAMES)
-                                for m in sorted(found, key=lambda m: int(m.group(1)))}
-    if os.path.exists(os.path.join(run_dir, PROGRESS)):
-        pm = read_npz(os.path.join(run_dir, PROGRESS), PROGRESS_KEYS)
-        shape = (len(pm["epochs"]), len(pm["moduli"]))
-        if any(np.shape(pm[k]) != shape for k in ("train_loss", "valid_loss", "restricted_loss", "excluded_loss")):
-            raise RunError(f"{os.path.join(run_dir, PROGRESS)} is damaged: its losses are not (epochs, tasks)")
-        pm["phases"] = progress_phases(pm)  # under today's rules
-        records["progress"] = pm
-    if progress_params and os.path.exists(os.path.join(run_dir, PROGRESS_PARAMS)):
-        records["progress_params"] = read_progress_params(os.path.join(run_dir, PROGRESS_PARAMS))
-    return records
+def records_bytes(cfg, weights):
+    """Bytes the training records of a run take at most, uncompressed: a copy of the weights
+    (`weights` bytes) at each progress and Table-1 epoch, and the Omega snapshots, talk spectra
+    and gradient norms twice (the segments, then the combined files), each segment with omega.npz's
+    frequency columns."""
+    E, p = int(cfg["epochs"]), int(cfg["p"])
+    copies = len(progress_epochs(E)) + sum(e <= E for e in TABLE1_EPOCHS)
+    F, S = len(frequency_index(p)), len(snapshot_epochs(E))
+    omega = S * F * (8 + 1) + S * F * 2 * 8  # counts, active per snapshot; freqs per segment (<= S of them)
+    talk = len(talk_epochs(E)) * ((p - 1) // 2 + 1) * 8
+    norms = len(miiii.log_epochs(E, int(cfg["log_every"]))) * len(miiii.PARAM_NAMES) * 8
+    return copies * weights + 2 * (omega + talk + norms)
 
 
 def load_run(run_dir, progress_params=True):
-    """Everything in a run directory: dir, config, metrics, params and, when present, the records of
-    load_records. Raises RunError (one line) for a bad directory."""
-    if not os.path.isdir(run_dir):
-        raise RunError(f"{run_dir}: no such run directory")
-    config = read_json(os.path.join(run_dir, "config.json"))
-    for key in ("task", "p", "moduli", "classes"):
-        if key not in config:
-            raise RunError(f"{os.path.join(run_dir, 'config.json')} is damaged: no '{key}'")
-    run = {"dir": run_dir, "config": config,
-           "metrics": read_npz(os.path.join(run_dir, "metrics.npz"), ("epochs", "valid_acc", "train_acc")),
-           "params": read_npz(os.path.join(run_dir, "params.npz"), miiii.PARAM_NAMES)}
-    p = config["p"]
-    if not isinstance(p, int) or isinstance(p, bool) or p < 2:
-        raise RunError(f"{os.path.join(run_dir, 'config.json')} is damaged: p = {p!r}")
-    if run["params"]["tok_emb"].shape[0] != p + 1 or run["metrics"]["valid_acc"].ndim != 2:
-        raise RunError(f"{run_dir}: params.npz or metrics.npz does not match config.json (p = {p})")
-    run.update(load_records(run_dir, progress_params))
-    return run
+    """rundir.load_run with miiii's parameter names, and progress.npz's phases under today's rules."""
+    return rundir.load_run(run_dir, miiii.PARAM_NAMES, progress_params, phases=progress_phases)
+
+
+def load_records(run_dir, progress_params=True):
+    """rundir.load_records with miiii's parameter names, and progress.npz's phases under today's rules."""
+    return rundir.load_records(run_dir, miiii.PARAM_NAMES, progress_params, phases=progress_phases)
 
 
 def task_labels(config):
@@ -1097,19 +961,20 @@ def missing_records(run, last_epoch):
     return lacking
 
 
-def analyse_run(run_dir, arrays=None, progress=True):
+def analyse_run(run_dir, arrays=None, progress=True, run=None):
     """The analysis.json contents of one run directory (plain Python values).
 
-    With progress_params.npz in the run (and progress=True), the progress measures are computed;
-    `arrays`, a dict, then receives progress.npz's arrays (the command line writes them).
+    With parameter copies for the progress measures in the run (and progress=True), they are
+    computed; `arrays`, a dict, then receives progress.npz's arrays (the command line writes them).
+    `run`: the directory as load_run read it, when the caller has it already.
     """
-    run = load_run(run_dir, progress_params=progress)
+    run = load_run(run_dir, progress_params=progress) if run is None else run
     config, metrics, params = run["config"], run["metrics"], run["params"]
     p = int(config["p"])
     labels = task_labels(config)
     va = metrics["valid_acc"]  # (L, T)
     if va.shape[1] != len(labels):
-        raise RunError(f"{run_dir}: metrics.npz has {va.shape[1]} tasks, config.json {len(labels)}")
+        raise rundir.RunError(f"{run_dir}: metrics.npz has {va.shape[1]} tasks, config.json {len(labels)}")
     last = int(metrics["epochs"][-1])
     fourier, svd = embedding_fourier(params["tok_emb"]), embedding_svd(params["tok_emb"])
     keys_authors, _ = key_frequencies_authors(params["tok_emb"])
@@ -1262,18 +1127,19 @@ def main(argv=None):
     status = 0
     for run_dir in args.run_dirs:  # a bad directory is reported and skipped; the others still run
         try:
+            run = load_run(run_dir)
             progress = {}
-            analysis = analyse_run(run_dir, arrays=progress)
-            if progress:
-                miiii.save_npz(os.path.join(run_dir, PROGRESS), progress)
-            miiii.save_json(os.path.join(run_dir, "analysis.json"), analysis)
-        except RunError as e:
+            analysis = analyse_run(run_dir, arrays=progress, run=run)
+            late = rundir.unfinished(run)
+            if late:  # another process may be writing it: report only, write nothing into it
+                print(f"fft_analysis.py: {late}; report only (analysis.json is written once the run is "
+                      f"complete)", file=sys.stderr)
+            else:
+                if progress:
+                    rundir.save_npz(os.path.join(run_dir, rundir.PROGRESS), progress)
+                rundir.save_json(os.path.join(run_dir, rundir.ANALYSIS), analysis)
+        except (rundir.RunError, rundir.WriteError) as e:
             print(f"fft_analysis.py: error: {e}", file=sys.stderr)
-            status = 2
-            continue
-        except OSError as e:
-            print(f"fft_analysis.py: error: cannot write {os.path.join(run_dir, 'analysis.json')}: "
-                  f"{e.strerror or e}", file=sys.stderr)
             status = 2
             continue
         print(report(analysis))

@@ -9,6 +9,8 @@ whose record in the run, e.g. omega.npz) is missing is skipped with one line say
 With no run at all, one usage line goes to stderr and the two figures that need no run (Figure 4,
 the DFT matrix) are still drawn (exit 0). Bad input (a path that is not a run directory, a run of
 the wrong task, an unknown format) is one line on stderr, exit 2.
+An unfinished run (running or interrupted) is drawn as far as its last checkpoint, with one line
+saying so.
 
 This module draws; it does not analyse. Every number in a figure is either read from the run
 directory or computed by fft_analysis (Fourier projections, spectra, active frequencies, SVD,
@@ -46,6 +48,12 @@ Figures (numbered as in the talk; file stem, then the function that draws it)
                                                               marked (from progress.npz, else computed from
                                                               progress_params.npz; skipped with one line if
                                                               the run has neither)
+ RESULTS.md's figures (docs/results/, drawn by experiments/report.py from results/runs)
+     sweep_min_valid_acc         fig_sweep                    the sweep: each run's slowest task
+     softmax_collapse            fig_softmax_collapse         collapsed share and training loss, wd 1 vs 0
+     filters_compared            fig_filters_compared         the GrokFast filters, T_nanda and T_miiii
+     miiii_filters, nanda_filters
+                                 fig_mean_valid_acc           mean validation accuracy of groups of runs
 
 Conventions
   Grids over the inputs are [x0, x1] (SPEC §1): x0 on the vertical axis (increasing upwards), x1 on
@@ -71,6 +79,7 @@ from matplotlib.figure import Figure
 
 import fft_analysis as fa
 import miiii
+import rundir
 
 SIGNED = "RdBu_r"  # signed values: blue negative, white zero, red positive
 MAGNITUDE = "viridis"  # magnitudes (activations, power, counts, accuracy-by-task colours)
@@ -752,10 +761,11 @@ def fig_progress_measures(progress, metrics=None, task="T_nanda", t=0):
 
 
 def progress_of(run):
-    """A loaded run's progress measures: progress.npz, else computed from progress_params.npz, else None."""
-    if "progress" not in run and os.path.exists(os.path.join(run["dir"], fa.PROGRESS_PARAMS)):
-        run["progress"] = fa.progress_measures({**run, "progress_params": fa.read_progress_params(
-            os.path.join(run["dir"], fa.PROGRESS_PARAMS))})
+    """A loaded run's progress measures: progress.npz, else computed from its progress copies, else None."""
+    if "progress" not in run:
+        copies = rundir.load_copies(run["dir"], "progress", miiii.PARAM_NAMES)
+        if copies:
+            run["progress"] = fa.progress_measures({**run, "progress_params": copies})
     return run.get("progress")
 
 
@@ -769,7 +779,7 @@ def draw_progress(runs, out, formats, log, warn, dpi=None):
             continue
         progress = progress_of(runs[role])
         if progress is None or not np.any(np.asarray(progress["epochs"]) > 0):
-            warn(f"skip {stem}: the --{role} run has no {fa.PROGRESS} or {fa.PROGRESS_PARAMS} past epoch 0 "
+            warn(f"skip {stem}: the --{role} run has no {rundir.PROGRESS} or progress parameter copies past epoch 0 "
                  f"(a run made before the progress hook, or with --no-analysis)")
             continue
         moduli = np.asarray(progress["moduli"]).tolist()
@@ -780,6 +790,91 @@ def draw_progress(runs, out, formats, log, warn, dpi=None):
                             formats, dpi)
             log(f"wrote {name_t} ({time.perf_counter() - start:.1f} s)")
     return written
+
+
+# ============================================================================ RESULTS.md's figures
+# Drawn by experiments/report.py into docs/results/ from the loaded runs of results/runs; a run is a
+# dict with "config" and "metrics" (report.load), the curves are the metrics' per-task accuracies.
+def draw_valid_acc(ax, run, over_tasks, span=None, **style):
+    """A run's validation accuracy through training, reduced over tasks (over_tasks: "min", the slowest
+    task, or "mean"); epoch 0 left out, and with `span` the epochs after it."""
+    ep, va = run["metrics"]["epochs"], run["metrics"]["valid_acc"]
+    keep = ep > 0
+    if span is not None:
+        keep &= ep <= span
+    ax.plot(ep[keep], getattr(va[keep], over_tasks)(axis=1), **style)
+
+
+def fig_sweep(sweep):
+    """The sweep (sweep: {run name: run}): the slowest task's validation accuracy of each run."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for name, r in sweep.items():
+        draw_valid_acc(ax, r, "min", label=name.replace("sweep-", ""), linewidth=1.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("min over tasks of validation accuracy")
+    ax.axhline(0.99, color="grey", linestyle=":", linewidth=0.8)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("The sweep: the slowest task's validation accuracy (T_miiii, seed 0)")
+    return fig
+
+
+def fig_softmax_collapse(pair):
+    """Softmax collapse (Prieto et al. 2025): the share of targets with a zero naive float32 gradient and
+    the training loss of T_nanda runs that differ in weight decay (pair: the runs)."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, r in enumerate(pair):
+        ep = r["metrics"]["epochs"]
+        keep = ep > 0
+        label = f"wd {r['config']['wd']:g}"
+        ax.plot(ep[keep], r["metrics"]["collapse_grad"][keep, 0], color=f"C{i}", label=f"{label}: share of "
+                "targets with a zero naive float32 gradient")
+        ax.plot(ep[keep], r["metrics"]["train_loss"][keep, 0], color=f"C{i}", linestyle=":",
+                label=f"{label}: training loss / ln p")
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_ylim(0, 1.5)
+    ax.set_xlabel("epoch")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("Softmax collapse (Prieto et al. 2025), T_nanda p = 59, with and without weight decay")
+    return fig
+
+
+def fig_filters_compared(panels, span):
+    """The GrokFast filters side by side: one panel per task (panels: [(title, {filter: its runs})]),
+    the slowest task's validation accuracy of every seed, up to epoch `span` (the runs' common length)."""
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, (title, kinds) in zip(axes, panels):
+        for i, (kind, rs) in enumerate(kinds.items()):
+            for j, r in enumerate(rs):
+                draw_valid_acc(ax, r, "min", span, color=f"C{i}", linewidth=0.9, alpha=0.8,
+                               label=kind if j == 0 else None)
+        ax.set_xscale("log")
+        ax.set_xlabel("epoch")
+        ax.axhline(0.99, color="grey", linestyle=":", linewidth=0.8)
+        ax.set_title(f"{title}, seeds 0-2", fontsize=10)
+    axes[0].set_ylabel("min over tasks of validation accuracy")
+    axes[1].legend(fontsize=8, frameon=False, loc="upper left")
+    fig.suptitle("GrokFast filters compared: " + ", ".join(panels[0][1]), fontsize=10)
+    return fig
+
+
+def fig_mean_valid_acc(groups, title):
+    """Mean validation accuracy over tasks of groups of runs (groups: {label: runs}), one colour a group."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, (k, rs) in enumerate(groups.items()):
+        for j, r in enumerate(rs):
+            draw_valid_acc(ax, r, "mean", color=f"C{i}", linewidth=1, alpha=0.8, label=k if j == 0 else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean validation accuracy over tasks")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(title)
+    return fig
 
 
 # ============================================================================ runs -> figures
@@ -873,7 +968,7 @@ def load_runs(paths):
     for role, path in paths.items():
         run = fa.load_run(path, progress_params=False)  # progress_of reads them only when needed
         if run["config"]["task"] != role:
-            raise fa.RunError(f"--{role} {path}: is a {run['config']['task']} run, expected task {role}")
+            raise rundir.RunError(f"--{role} {path}: is a {run['config']['task']} run, expected task {role}")
         runs[role] = run
     return runs
 
@@ -909,7 +1004,7 @@ def draw_all(runs, out, formats, log=print, warn=None, dpi=None):
     else:
         try:
             analysis = fa.analyse_run(runs["miiii"]["dir"], progress=False)  # Table 1 needs no progress measures
-        except fa.RunError as e:
+        except rundir.RunError as e:
             analysis = {"active_freqs": {}, "error": str(e)}
         if "error" in analysis:
             warn(f"skip table1: {analysis['error']}")
@@ -922,7 +1017,7 @@ def draw_all(runs, out, formats, log=print, warn=None, dpi=None):
                      f"and the talk's (- = epoch not reached or not recorded)\n\n"
                      + table1_markdown(analysis, f"this run (p = {p})"))
             path = os.path.join(out, "table1.md")
-            miiii.atomic_write(path, lambda f: f.write(table.encode()))
+            rundir.atomic_write(path, lambda f: f.write(table.encode()))
             written.append(path)
             log(table)
     return written
@@ -962,12 +1057,16 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
         if not os.access(args.out, os.W_OK):
             raise miiii.UsageError(f"--out {args.out} is not writable")
-    except (miiii.UsageError, fa.RunError) as e:
+    except (miiii.UsageError, rundir.RunError) as e:
         print(f"figures.py: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"figures.py: error: cannot create --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
+    for role, run in runs.items():
+        late = rundir.unfinished(run)
+        if late:
+            print(f"figures.py: --{role} {late}; drawn as far as it has come", file=sys.stderr)
     start = time.perf_counter()
     written = draw_all(runs, args.out, formats, dpi=args.dpi)
     print(f"{len(written)} files in {args.out} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)

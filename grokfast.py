@@ -4,7 +4,7 @@ Everything here acts on a dict of named arrays (params, grads, optimiser state) 
 of the model. Arrays may be NumPy or CuPy: only elementwise array methods and operators are used,
 so the backend is whatever the arrays are. Updates are in place (the hot path allocates little);
 each function also returns what it changed, so call sites read like pure functions. Filter states
-are plain dicts of arrays and Python scalars (what miiii.pack_tree checkpoints), and every filter
+are plain dicts of arrays and Python scalars (what rundir.pack_tree checkpoints), and every filter
 updates its state from the raw gradient whatever lamb is, so lamb may change from step to step.
 
 Definitions (SPEC §4), g the raw gradient of one parameter at this step:

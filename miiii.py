@@ -19,13 +19,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import zipfile
 
 import numpy as np
 
 import grokfast
+import rundir
 
 # ============================================================================ backend
 # `xp` is the array module every hot-path function uses: numpy, or cupy after use_backend("cupy").
@@ -963,16 +962,15 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
 
 
 # ============================================================================ run directories
-# A run directory holds config.json, metrics.npz and params.npz when finished, checkpoint.npz while
-# it is running or interrupted, and the analysis records of fft_analysis.py. Every file is written
-# to a temporary name and renamed into place, so a kill at any instant leaves the old or the new file.
+# The format of a run directory (its files, atomic writes, checkpoints, records, the lock) is
+# rundir.py's. Here: what a miiii run writes into it (config.json, a checkpoint's hashes) and how the
+# command line checkpoints, resumes and finishes a run.
 RESULT_KEYS = ("task", "p", "d", "heads", "lr", "wd", "dropout", "lamb", "alpha", "filter", "window",
                "train_frac", "epochs", "seed", "b1", "b2", "eps", "log_every", "gpu",
                "alpha_fast", "lamb_schedule")
 # Settings added after the first runs were made: a config.json without them means their default, and
 # at their default they are left out of the hash, so older runs keep their hash and directory name.
 LATER_KEYS = ("alpha_fast", "lamb_schedule")
-CHECKPOINT = "checkpoint.npz"
 
 
 # Settings that change the weights' trajectory; `epochs` and `log_every` only say how far it goes
@@ -990,8 +988,9 @@ def config_hash(cfg, keys=RESULT_KEYS):
 def run_config(cfg, status="running"):
     """The config.json contents: every setting, the moduli and classes, the split, the run's status.
 
-    `status` is "running" until every result file is on disk; "complete" is written last, so a run
-    directory is finished exactly when its config.json says so.
+    `status` is "running" while a process trains it, "interrupted" once it stopped before the end,
+    and "complete", written last, once every result file is on disk: a run directory is finished
+    exactly when its config.json says so.
     """
     task = make_task(cfg["task"], cfg["p"], cfg["train_frac"], cfg["seed"])
     return {
@@ -1020,167 +1019,74 @@ def code_commit():
     return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def checkpoint_meta(cfg):
+    """What a checkpoint says of its run: the hashes check_checkpoint compares."""
+    return {"config_hash": config_hash(cfg), "trajectory_hash": config_hash(cfg, TRAJECTORY_KEYS)}
 
 
-class WriteError(Exception):
-    """A file could not be written (no space, a vanished directory, a read-only mount): one line."""
-
-
-def atomic_write(path, write):
-    """Write a file via `write(fileobj)` to a temporary name beside it, then rename into place.
-
-    Any OSError becomes WriteError naming the file and the reason; the old file, if any, is untouched.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass  # the directory itself may be gone
-        if isinstance(e, OSError):
-            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
-
-
-def save_json(path, obj):
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
-
-
-def write_npz(f, arrays):
-    """np.savez_compressed with a fixed timestamp in every zip entry: equal arrays, equal file bytes.
-
-    Deflate level 1: metrics (accuracies repeat) and analysis records (counts, mostly zero) shrink
-    5-50x, weights ~10 %, at ~0.1 s per 10 MB.
-    """
-    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as zf:
-        for name, a in arrays.items():
-            a = np.asanyarray(a)
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with zf.open(info, "w", force_zip64=True) as entry:
-                np.lib.format.write_array(entry, a, allow_pickle=False)
-
-
-def save_npz(path, arrays):
-    atomic_write(path, lambda f: write_npz(f, arrays))
-
-
-def load_json(path):
-    """json.load, or UsageError naming the file and why in one line."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: missing")
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{path}: damaged or not a miiii file ({type(e).__name__}: {str(e)[:80]})")
-
-
-def load_npz(path, keys=()):
-    """Every array of an .npz file as a dict, or UsageError naming the file and why in one line."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise UsageError(f"{path}: missing")
-    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError, ...: all mean damaged
-        raise UsageError(f"{path}: damaged or not a miiii file ({type(e).__name__}: {str(e)[:80]})")
-    missing = [k for k in keys if k not in arrays]
-    if missing:
-        raise UsageError(f"{path}: not a miiii file of this kind (no {missing[0]!r} in it)")
-    return arrays
-
-
-def pack_tree(tree, arrays):
-    """Nested dicts/lists of arrays and scalars -> a JSON skeleton; arrays go into `arrays` (host)."""
-    if isinstance(tree, dict):
-        return {"dict": {str(k): pack_tree(v, arrays) for k, v in tree.items()}}
-    if isinstance(tree, (list, tuple)):
-        return {"list": [pack_tree(v, arrays) for v in tree]}
-    if hasattr(tree, "shape") and hasattr(tree, "dtype") and not isinstance(tree, np.generic):
-        key = f"a{len(arrays)}"
-        arrays[key] = tree if type(tree) is np.ndarray else to_host(tree)
-        return {"array": key, "device": type(tree) is not np.ndarray}
-    if isinstance(tree, np.generic):
-        tree = tree.item()
-    return {"value": tree}
-
-
-def unpack_tree(skeleton, arrays):
-    """The inverse of pack_tree: device arrays go back to the current backend."""
-    if "dict" in skeleton:
-        return {k: unpack_tree(v, arrays) for k, v in skeleton["dict"].items()}
-    if "list" in skeleton:
-        return [unpack_tree(v, arrays) for v in skeleton["list"]]
-    if "array" in skeleton:
-        a = arrays[skeleton["array"]]
-        return to_device(a) if skeleton["device"] else a
-    return skeleton["value"]
+def check_checkpoint(meta, cfg, path):
+    """RunError unless the checkpoint at `path` belongs to cfg: every setting that shapes the
+    trajectory agrees (`epochs` may be larger than the checkpoint's: a run being extended)."""
+    if "trajectory_hash" in meta:
+        ok = meta["trajectory_hash"] == config_hash(cfg, TRAJECTORY_KEYS)
+    else:  # checkpoints written before runs could be extended
+        ok = meta.get("config_hash") == config_hash(cfg)
+    if not ok:
+        raise rundir.RunError(f"{path}: checkpoint of another config (hash {meta.get('config_hash')})")
 
 
 def save_checkpoint(path, state, cfg):
-    arrays = {}
-    skeleton = pack_tree(state, arrays)
-    meta = json.dumps({"config_hash": config_hash(cfg), "trajectory_hash": config_hash(cfg, TRAJECTORY_KEYS),
-                       "state": skeleton})
-    save_npz(path, {"__meta__": np.array(meta), **arrays})
+    """The training state as one checkpoint file (a command-line run keeps two: checkpoint_run)."""
+    rundir.write_checkpoint(path, state, checkpoint_meta(cfg), to_host)
 
 
 def load_checkpoint(path, cfg):
-    """The training state in a checkpoint, fitted to cfg's schedule (see extend_state).
-
-    A checkpoint belongs to cfg when every setting that shapes the trajectory agrees; `epochs` may
-    be larger than the checkpoint's (a run being extended), never smaller than the state's epoch.
-    """
-    arrays = load_npz(path, keys=("__meta__",))
-    try:
-        meta = json.loads(str(arrays.pop("__meta__")))
-        if "trajectory_hash" in meta:
-            ok = meta["trajectory_hash"] == config_hash(cfg, TRAJECTORY_KEYS)
-        else:  # checkpoints written before runs could be extended
-            ok = meta["config_hash"] == config_hash(cfg)
-        if not ok:
-            raise UsageError(f"{path}: checkpoint of another config (hash {meta['config_hash']})")
-        state = unpack_tree(meta["state"], arrays)
-    except (ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"{path}: damaged checkpoint ({type(e).__name__}: {str(e)[:80]})")
+    """The training state in one checkpoint file, fitted to cfg's schedule (see extend_state)."""
+    meta, state = rundir.read_checkpoint(path, to_device)
+    check_checkpoint(meta, cfg, path)
     return extend_state(state, cfg)
 
 
-def run_status(out):
-    """What a directory holds, and its config.json when it is a miiii run:
+def run_outputs(state):
+    """metrics.npz and params.npz as far as the state has come: the metrics of the epochs logged so
+    far, the losses of the steps done, the weights (at the end of a run: the final files)."""
+    n, steps = state["n_logged"], state["epoch"]
+    metrics = {key: a[:n] for key, a in state["metrics"].items()}
+    return {rundir.METRICS: {**metrics, "step_loss": state["step_loss"][:steps]},
+            rundir.PARAMS: {name: to_host(w) for name, w in state["params"].items()}}
 
-    'absent' (missing or empty), 'complete' (config.json says so; it is written last, after every
-    result), 'interrupted' (a checkpoint to continue from), 'started' (a miiii config.json and nothing
-    to continue from) or 'foreign' (anything else). Runs made before config.json had a status are
-    complete when params.npz and metrics.npz are there and no checkpoint is.
-    """
-    if not os.path.isdir(out) or not os.listdir(out):
-        return "absent", None
-    try:
-        config = load_json(os.path.join(out, "config.json"))
-    except UsageError:
-        return "foreign", None
-    if not isinstance(config, dict) or any(k not in config for k in RESULT_KEYS if k not in LATER_KEYS):
-        return "foreign", None
-    config = {**{k: DEFAULTS[k] for k in LATER_KEYS}, **config}
-    has = lambda name: os.path.exists(os.path.join(out, name))  # noqa: E731
-    legacy_done = "status" not in config and has("params.npz") and has("metrics.npz") and not has(CHECKPOINT)
-    if config.get("status") == "complete" or legacy_done:
-        return "complete", config
-    return ("interrupted" if has(CHECKPOINT) else "started"), config
+
+def checkpoint_run(out, state, cfg):
+    """One checkpoint of a command-line run: the records taken since the last one (into files of
+    their own), metrics.npz and params.npz as far as the run has come, and last the state itself
+    (the checkpoint it replaces kept as checkpoint.prev.npz). A failed write leaves the latest
+    checkpoint as it was."""
+    rundir.flush_records(out, state["records"])
+    for name, arrays in run_outputs(state).items():
+        rundir.save_npz(os.path.join(out, name), arrays)
+    rundir.save_checkpoint(out, state, checkpoint_meta(cfg), to_host)
+
+
+def resume_run(out, cfg):
+    """(state, note): the state to continue `out` from -- its latest checkpoint or, if that one is
+    missing or damaged, the previous one (note: one line saying so) -- with the record files checked
+    against it. Only then is anything changed: records written after that checkpoint are removed
+    (the resumed run takes them again), and a previous checkpoint used replaces the damaged latest."""
+    meta, state, path, note = rundir.load_checkpoint(out, to_device)
+    check_checkpoint(meta, cfg, path)
+    state = extend_state(state, cfg)
+    rundir.resume_records(out, state["records"])
+    if note is not None:
+        os.replace(path, os.path.join(out, rundir.CHECKPOINT))
+    return state, note
+
+
+
+def run_status(out):
+    """rundir.run_status for a miiii run: its status, and its config.json with the settings added
+    later filled in at their defaults (see LATER_KEYS)."""
+    status, config = rundir.run_status(out, [k for k in RESULT_KEYS if k not in LATER_KEYS])
+    return status, None if config is None else {**{k: DEFAULTS[k] for k in LATER_KEYS}, **config}
 
 
 def typed_config(old, path):
@@ -1228,61 +1134,62 @@ def plan_new_run(cfg, out, force):
                      f"use another --out, or --force to overwrite it")
 
 
-def writable(path):
-    """Can a run be written at `path`? Probe by making (and removing) a directory where it would go.
-
-    A permission check alone is not enough: root passes it, yet cannot write in /proc or on a
-    read-only mount.
-    """
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):  # the nearest existing ancestor is where mkdir will write
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        return False
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".miiii-probe-", dir=existing))
-    except OSError:
-        return False
-    return True
-
-
 def start_run(out, cfg):
-    """Create the run directory with its config.json; results of an earlier run are removed (--force).
-
-    If the directory cannot be made or written, one it created is removed again (no half-made run).
-    """
-    created = not os.path.exists(out)
+    """Make the run directory with its config.json; results of an earlier run in it are removed (--force)."""
     try:
         os.makedirs(out, exist_ok=True)
-        for name in os.listdir(out):  # results and records of an earlier run
-            if name.endswith(".npz") or name == "analysis.json" or name.endswith(".tmp"):
-                os.remove(os.path.join(out, name))
-        save_json(os.path.join(out, "config.json"), run_config(cfg))
-    except (OSError, WriteError) as e:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise e if isinstance(e, WriteError) else WriteError(f"cannot write {out}: {e.strerror or e}") from None
+        rundir.clear_run(out)
+    except OSError as e:
+        raise rundir.WriteError(f"cannot write {out}: {e.strerror or e}") from None
+    rundir.save_json(os.path.join(out, rundir.CONFIG), run_config(cfg))
 
 
 def write_run(out, cfg, params, metrics, status="complete"):
     """The results of a run; config.json goes last, so 'complete' is on disk only when they are."""
     os.makedirs(out, exist_ok=True)
-    save_npz(os.path.join(out, "metrics.npz"), metrics)
-    save_npz(os.path.join(out, "params.npz"), params)
-    save_json(os.path.join(out, "config.json"), run_config(cfg, status))
+    rundir.save_npz(os.path.join(out, rundir.METRICS), metrics)
+    rundir.save_npz(os.path.join(out, rundir.PARAMS), params)
+    rundir.save_json(os.path.join(out, rundir.CONFIG), run_config(cfg, status))
+
+
+def model_size(cfg):
+    """(outputs C, parameters) of a config: C = the task heads' classes side by side."""
+    p, d = cfg["p"], cfg["d"]
+    C = p if cfg["task"] == "nanda" else (2 * len(primes_below(p)) if cfg["task"] == "divisible"
+                                          else sum(primes_below(p)))
+    return C, (p + 1) * d + 3 * d + 4 * d * d + 8 * d * d + d * C
+
+
+def filter_copies(cfg):
+    """Copies of the weights the gradient filter keeps as state: the MA window and its sum, the two
+    band-pass EMAs, one EMA (ema, norm), none."""
+    return {"ma": cfg["window"] + 1, "bandpass": 2, "none": 0}.get(cfg["filter"], 1)
 
 
 def estimate_bytes(cfg):
     """Peak memory of a run, roughly: evaluation over all p^2 inputs dominates at large p."""
-    p, d = cfg["p"], cfg["d"]
-    C = p if cfg["task"] == "nanda" else (2 * len(primes_below(p)) if cfg["task"] == "divisible"
-                                          else sum(primes_below(p)))
-    N = p * p
+    C, n_params = model_size(cfg)
+    d = cfg["d"]
     per_sample = 3 * C * 8 + 2 * C * 4 + 3 * 4 * d * 4 + 12 * d * 4  # float64 loss work, logits, MLP, attention
-    n_params = (p + 1) * d + 3 * d + 4 * d * d + 8 * d * d + d * C
-    filter_copies = {"ma": cfg["window"] + 1, "bandpass": 2, "none": 0}.get(cfg["filter"], 1)
-    opt_copies = 4 + filter_copies  # params, grads, m, v, and the filter's state
-    return N * per_sample + n_params * 4 * opt_copies
+    opt_copies = 4 + filter_copies(cfg)  # params, grads, m, v, and the filter's state
+    return cfg["p"] ** 2 * per_sample + n_params * 4 * opt_copies
+
+
+def estimate_disk_bytes(cfg, records_bytes=0):
+    """Bytes a run directory needs at most, uncompressed (deflate saves ~10 % on weights): three
+    checkpoints while one is written (the new one, the latest, the previous), each the weights,
+    two AdamW moments and the filter's state plus the metrics and step losses; metrics.npz and
+    params.npz; and the analysis records (records_bytes: fft_analysis.records_bytes)."""
+    tasks = 1 if cfg["task"] == "nanda" else len(primes_below(cfg["p"]))
+    weights = model_size(cfg)[1] * 4
+    epochs = int(cfg["epochs"])
+    metrics = len(log_epochs(epochs, int(cfg["log_every"]))) * tasks * 8 * len(METRIC_KEYS) + epochs * 8
+    checkpoint = weights * (3 + filter_copies(cfg)) + metrics
+    return 3 * checkpoint + weights + metrics + records_bytes
+
+
+def format_bytes(n):
+    return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.1f} MiB"
 
 
 def available_bytes():
@@ -1388,7 +1295,8 @@ def parse_command(argv):
     """Parse and validate the command line: (cfg, out, args, warning, plan); UsageError on bad input.
 
     plan: 'new' (start from epoch 0), 'resume' (continue from the directory's checkpoint, perhaps to
-    a larger --epochs) or 'done' (the directory already holds this finished run).
+    a larger --epochs), 'extend' (continue a finished run to a larger --epochs) or 'done' (the
+    directory already holds this finished run). Reads the directory, writes nothing.
     """
     args = build_parser().parse_args(argv)
     if args.checkpoint_every is not None and args.checkpoint_every < 0:
@@ -1403,7 +1311,7 @@ def parse_command(argv):
             raise UsageError(f"--resume {out}: no such run directory")
         status, old = run_status(out)
         if status in ("absent", "foreign"):
-            load_json(os.path.join(out, "config.json"))  # names a missing or damaged config.json
+            rundir.load_json(os.path.join(out, rundir.CONFIG))  # names a missing or damaged config.json
             raise UsageError(f"{os.path.join(out, 'config.json')}: not the config of a miiii run")
         cfg = typed_config(old, os.path.join(out, "config.json"))
         given = vars(build_parser(suppress=True).parse_args(argv))
@@ -1419,13 +1327,15 @@ def parse_command(argv):
         if extend:
             cfg["extended_from"] = cfg["extended_from"] + [cfg["epochs"]]
             cfg["epochs"] = given["epochs"]
-        has_checkpoint = os.path.exists(os.path.join(out, CHECKPOINT))
+        has_checkpoint = rundir.has_checkpoint(out)
         if status == "complete" and not extend:
             plan = "done"
         elif status == "complete" and not has_checkpoint:
-            raise UsageError(f"{out} is finished but has no {CHECKPOINT} (checkpoints stay out of git, and "
-                             f"older runs did not keep one); it cannot be extended: train a new run with "
+            raise UsageError(f"{out} is finished but has no {rundir.CHECKPOINT} (checkpoints stay out of git, "
+                             f"and older runs did not keep one); it cannot be extended: train a new run with "
                              f"--epochs {cfg['epochs']}")
+        elif status == "complete":
+            plan = "extend"
         else:
             plan = "resume" if has_checkpoint else "new"  # 'started': nothing to continue from
     else:
@@ -1438,8 +1348,6 @@ def parse_command(argv):
     warning = validate(cfg)
     if plan is None:
         plan = plan_new_run(cfg, out, args.force)
-    if plan != "done" and not writable(out):
-        raise UsageError(f"{'--resume' if args.resume else '--out'} {out} is not writable")
     if cfg["gpu"]:
         use_backend("cupy")
     need, have = estimate_bytes(cfg), available_bytes()
@@ -1447,6 +1355,21 @@ def parse_command(argv):
         raise UsageError(f"p = {cfg['p']}, d = {cfg['d']} needs about {need / 2 ** 30:.1f} GiB, but only "
                          f"{have / 2 ** 30:.1f} GiB is available")
     return cfg, out, args, warning, plan
+
+
+def check_disk(cfg, out, analysis):
+    """UsageError unless the filesystem of `out` has room for what the run will still write there
+    (estimate_disk_bytes, less what the directory already holds)."""
+    records = 0
+    if analysis:
+        import fft_analysis  # deferred, as in analysis_hooks: the records' schedules are the analysis's
+        records = fft_analysis.records_bytes(cfg, model_size(cfg)[1] * 4)
+    need = estimate_disk_bytes(cfg, records) - rundir.dir_bytes(out)
+    free = rundir.free_bytes(out)
+    if need > free:
+        raise UsageError(f"the run needs about {format_bytes(need)} more on disk at {out} (checkpoints, the "
+                         f"{'MA window, ' if cfg['filter'] == 'ma' else ''}parameter copies), but only "
+                         f"{format_bytes(free)} is free")
 
 
 def install_signal_handlers(flag):
@@ -1465,15 +1388,17 @@ def install_signal_handlers(flag):
 
 
 def analysis_hooks(cfg, records, enabled):
-    """The Omega snapshots and gradient norms of fft_analysis.py, if that module is present.
+    """The recording hooks of fft_analysis.py (Omega snapshots, talk spectra, gradient norms,
+    parameter copies); none with --no-analysis. Made either way: making them also readies the
+    records a checkpoint brought with it (an older checkpoint carries them inside), which are
+    still written out.
 
     The import is deferred: fft_analysis builds on this module (imports flow fft_analysis -> miiii),
     and the training CLI is the one place that composes the two.
     """
-    if not enabled:
-        return [], None
     import fft_analysis
-    return fft_analysis.training_hooks(cfg, records), fft_analysis.write_training_records
+    hooks = fft_analysis.training_hooks(cfg, records)
+    return hooks if enabled else []
 
 
 def blas_threads(n):
@@ -1495,67 +1420,148 @@ def blas_threads(n):
     return threadpool_limits(limits=int(n), user_api="blas"), int(n)
 
 
+def fail(message, code=2, nl=""):
+    print(f"{nl}miiii.py: error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv=None):
+    """The command line: plan (reading only), take the run directory's lock, then train under it."""
     try:
         cfg, out, args, warning, plan = parse_command(argv)
+    except (UsageError, rundir.RunError) as e:
+        return fail(e)
+    if plan == "done":  # nothing will be written: no lock needed
+        return say_complete(out, cfg)
+    made = {"dirs": new_directories(out), "lock": not os.path.lexists(os.path.join(out, rundir.LOCK))}
+
+    def undo():  # a run that did not start leaves the file system as it found it
+        if made["dirs"]:
+            shutil.rmtree(out, ignore_errors=True)
+            for folder in made["dirs"][1:]:  # parents made for it, unless another run is in them now
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+        elif made["lock"] and os.path.exists(os.path.join(out, rundir.LOCK)):
+            os.remove(os.path.join(out, rundir.LOCK))
+
+    try:
+        lock = rundir.lock_run(out)
+    except rundir.RunLocked as e:  # another process's directory: nothing to undo
+        return fail(e)
+    except (OSError, rundir.LockUnsupported) as e:
+        undo()
+        return fail(f"{'--resume' if args.resume else '--out'} {out} is not writable "
+                    f"({getattr(e, 'strerror', None) or e})")
+    with lock:  # held until the run has ended, however it ends
+        return train_locked(argv, undo)
+
+
+def new_directories(path):
+    """The directories that making `path` would create, innermost first ([] when it exists)."""
+    made, path = [], os.path.abspath(path)
+    while not os.path.lexists(path):
+        made.append(path)
+        path = os.path.dirname(path)
+    return made
+
+
+def say_complete(out, cfg):
+    print(f"{out} is complete ({cfg['epochs']} epochs): nothing to do; redo it with --force, or "
+          f"train longer with python miiii.py --resume {out} --epochs N", file=sys.stderr)
+    return 0
+
+
+def kept_checkpoint(out, last):
+    """What an error line says the run can go on from, true when printed: `last`, the epoch of the
+    last checkpoint written (or resumed from), if a checkpoint file is there."""
+    if last["epoch"] is not None and rundir.has_checkpoint(out):
+        return f"the checkpoint of epoch {last['epoch']} is kept in {out}"
+    return f"no checkpoint was written in {out} (--resume starts the run over)"
+
+
+def mark_interrupted(out, cfg):
+    """config.json says 'interrupted' once the process stops before the end (not on a full disk)."""
+    try:
+        rundir.save_json(os.path.join(out, rundir.CONFIG), run_config(cfg, "interrupted"))
+    except rundir.WriteError:
+        pass
+
+
+def train_locked(argv, undo):
+    """main() once it holds the run directory's lock: load, then write and train."""
+    try:
+        # planned again: the directory may have changed before this process held its lock
+        cfg, out, args, warning, plan = parse_command(argv)
         if plan == "done":
-            print(f"{out} is complete ({cfg['epochs']} epochs): nothing to do; redo it with --force, or "
-                  f"train longer with python miiii.py --resume {out} --epochs N", file=sys.stderr)
-            return 0
-        ckpt_path = os.path.join(out, CHECKPOINT)
-        state = load_checkpoint(ckpt_path, cfg) if plan == "resume" else None
+            undo()
+            return say_complete(out, cfg)
+        check_disk(cfg, out, analysis=not args.no_analysis)
         limit_threads, cfg["threads"] = blas_threads(cfg["threads"])
-    except UsageError as e:
-        print(f"miiii.py: error: {e}", file=sys.stderr)
-        return 2
+        state, note = resume_run(out, cfg) if plan in ("resume", "extend") else (None, None)
+    except (UsageError, rundir.RunError) as e:
+        undo()
+        return fail(e)
+    except OSError as e:  # removing a stale record, or restoring the previous checkpoint
+        return fail(f"cannot write {out}: {e.strerror or e}", 4)
     if warning:
         print(warning, file=sys.stderr)
     try:
         if plan == "new":
             start_run(out, cfg)
-        else:  # temporary files of a write cut short by a hard exit; config.json records an extension
-            for name in os.listdir(out):
-                if name.endswith(".tmp"):
-                    os.remove(os.path.join(out, name))
-            save_json(os.path.join(out, "config.json"), run_config(cfg))
-    except (OSError, WriteError) as e:
-        print(f"miiii.py: error: {e}", file=sys.stderr)
-        return 4
+        else:
+            if plan == "extend":  # before config.json stops saying 'complete'
+                rundir.remove_stale(out)
+            rundir.remove_temporary(out)
+            rundir.save_json(os.path.join(out, rundir.CONFIG), run_config(cfg))  # 'running', an extension's epochs
+    except (OSError, rundir.WriteError) as e:
+        if plan == "new":
+            undo()
+        return fail(e, 4)
     state = state or init_state(cfg)
-    hooks, write_records = analysis_hooks(cfg, state["records"], not args.no_analysis)
-    if args.resume is not None or plan == "resume":
+    hooks = analysis_hooks(cfg, state["records"], not args.no_analysis)
+    if note:
+        print(note, file=sys.stderr)
+    if args.resume is not None or plan != "new":
         more = f" to {cfg['epochs']}" if cfg["extended_from"] and state["epoch"] <= cfg["extended_from"][-1] else ""
         print(f"resuming {out} at epoch {state['epoch']}{more}", file=sys.stderr)
     else:
         print(f"run directory: {out}", file=sys.stderr)
-    flag = {"signal": None}
+    flag, last = {"signal": None}, {"epoch": None if plan == "new" else state["epoch"]}
     nl = "\n" if not args.quiet and sys.stderr.isatty() else ""  # end a progress line rewritten in place
+
+    def checkpoint(s):
+        checkpoint_run(out, s, cfg)
+        last["epoch"] = s["epoch"]
+
     restore_handlers = install_signal_handlers(flag)  # kept until the results are on disk
     try:
         timing = {}
         with limit_threads:
-            params, metrics = train(cfg, progress=not args.quiet, hooks=hooks, state=state,
-                                    checkpoint=lambda s: save_checkpoint(ckpt_path, s, cfg),
+            params, metrics = train(cfg, progress=not args.quiet, hooks=hooks, state=state, checkpoint=checkpoint,
                                     checkpoint_every=args.checkpoint_every or 0,
                                     stop=lambda: flag["signal"] is not None, timing=timing)
-        # The final state stays as the checkpoint (a finished run can be extended); config.json,
-        # written last by write_run, marks the run complete only once every result is on disk.
-        save_checkpoint(ckpt_path, state, cfg)
-        if write_records is not None:
-            write_records(out, state["records"])
-        write_run(out, cfg, params, metrics)
+        # The final state stays as the checkpoint (a finished run can be extended) and writes the final
+        # metrics.npz and params.npz; config.json, written last, marks the run complete.
+        checkpoint(state)
+        rundir.finish_records(out, state["records"])
+        rundir.save_json(os.path.join(out, rundir.CONFIG), run_config(cfg, "complete"))
     except Interrupted as e:
+        mark_interrupted(out, cfg)
         print(f"{nl}interrupted at epoch {e}: checkpoint written; continue with "
               f"python miiii.py --resume {out}", file=sys.stderr)
         return 128 + flag["signal"]
     except NonFinite as e:
-        print(f"{nl}miiii.py: error: {e}; stopped, the last good checkpoint (if any) is in {out}",
-              file=sys.stderr)
-        return 3
-    except WriteError as e:
-        print(f"{nl}miiii.py: error: {e}; the last good checkpoint (if any) is kept: once the cause is "
-              f"fixed, continue with python miiii.py --resume {out}", file=sys.stderr)
-        return 4
+        mark_interrupted(out, cfg)
+        return fail(f"{e}; stopped: {kept_checkpoint(out, last)}", 3, nl)
+    except rundir.WriteError as e:
+        mark_interrupted(out, cfg)
+        return fail(f"{e}; {kept_checkpoint(out, last)}: once the cause is fixed, continue with "
+                    f"python miiii.py --resume {out}", 4, nl)
+    except rundir.RunError as e:  # a record file damaged while the run went on
+        mark_interrupted(out, cfg)
+        return fail(f"{e}; {kept_checkpoint(out, last)}", 2, nl)
     finally:
         restore_handlers()
     va = metrics["valid_acc"][-1]

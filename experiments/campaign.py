@@ -20,7 +20,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from reproduce import PAPER_TIERS, RUNS, paper_runs, wanted_epochs  # noqa: E402
+from registry import PAPER_TIERS, RUNS, paper_runs, wanted_epochs  # noqa: E402
 
 DEFAULT_DIR = os.path.join(os.path.dirname(ROOT), "miiii-campaign")
 # what is committed of a finished run (as for every run in results/runs); params where figures need them

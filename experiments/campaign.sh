@@ -26,6 +26,11 @@ if [ ! -d "$dir/code/.git" ]; then
     git -C "$dir/code" checkout --quiet --detach "$commit"
     echo "froze the code at $commit in $dir/code"
 fi
+if [ -f "$dir/code/experiments/runner.py" ] && ! python3 -c "import distributed" 2>/dev/null; then
+    # a frozen copy with the Dask runner makes its runs on a local Dask cluster
+    echo "campaign.sh: the runner needs Dask: pip install -r experiments/requirements-sweep.txt" >&2
+    exit 2
+fi
 exec 9>"$dir/runner.lock"
 if ! flock -n 9; then
     echo "campaign.sh: a runner is already running in $dir (see $dir/runner.log)"

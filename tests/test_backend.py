@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for fake_cupy
 
 import fake_cupy  # noqa: E402
 import miiii  # noqa: E402
+import rundir  # noqa: E402
 
 REAL_CUPY = os.environ.get("MIIII_TEST_CUPY", "") == "1"
 if REAL_CUPY:
@@ -311,7 +312,7 @@ def test_a_run_trained_on_the_device_saves_and_loads_with_numpy(fake_gpu, tmp_pa
 
 def test_checkpoint_on_the_device_resumes_bit_identically(fake_gpu, tmp_path):
     cfg = {**miiii.DEFAULTS, **TINY, "dropout": 0.1, "filter": "ma", "gpu": True}
-    path = str(tmp_path / miiii.CHECKPOINT)
+    path = str(tmp_path / rundir.CHECKPOINT)
 
     def checkpoint(state):  # keep the first one, at epoch 10
         if not os.path.exists(path):
@@ -348,7 +349,7 @@ def test_command_line_with_gpu_flag_on_the_device(monkeypatch, tmp_path):
     if "status" in config:  # runs now keep their final state as the checkpoint (to be extended)
         assert config["status"] == "complete"
     else:
-        assert not os.path.exists(os.path.join(out, miiii.CHECKPOINT))
+        assert not os.path.exists(os.path.join(out, rundir.CHECKPOINT))
     if fa is not None and hasattr(fa, "main"):
         assert os.path.exists(os.path.join(out, "omega.npz"))
         assert fa.main([out, "--gpu"]) == 0
@@ -357,8 +358,7 @@ def test_command_line_with_gpu_flag_on_the_device(monkeypatch, tmp_path):
 
 
 # ============================================================================ the analysis on it
-ANALYSIS = fa is not None and all(hasattr(fa, name) for name in
-                                  ("training_hooks", "write_training_records", "omega_snapshot", "neuron_grids"))
+ANALYSIS = fa is not None and all(hasattr(fa, name) for name in ("training_hooks", "omega_snapshot", "neuron_grids"))
 needs_analysis = pytest.mark.skipif(not ANALYSIS, reason="fft_analysis has no training hooks yet")
 
 
@@ -401,7 +401,7 @@ def test_training_hooks_and_records_on_the_device(fake_gpu, tmp_path):
     for norms in state["grad_norms"].values():
         assert all(type(v) is float for v in norms.values())
     out = str(tmp_path / "run")
-    fa.write_training_records(out, state)
+    rundir.finish_records(out, state)
     miiii.write_run(out, {**miiii.DEFAULTS, **cfg}, params, metrics)
     with np.load(os.path.join(out, "omega.npz"), allow_pickle=False) as f:
         np.testing.assert_array_equal(f["epochs"], sorted(state["omega"]))

@@ -10,6 +10,7 @@ import pytest
 
 import fft_analysis as fa
 import miiii
+import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -228,7 +229,7 @@ def tiny_run(tmp_path_factory):
     state = {}
     params, metrics = miiii.train(TINY, progress=False, hooks=fa.training_hooks(TINY, state))
     miiii.write_run(out, {**miiii.DEFAULTS, **TINY}, params, metrics)
-    fa.write_training_records(out, state)
+    rundir.finish_records(out, state)
     plain, _ = miiii.train(TINY, progress=False)
     return out, state, params, metrics, plain
 
@@ -279,14 +280,20 @@ def test_training_records_on_disk(tiny_run):
     np.testing.assert_array_equal(talk["epochs"], fa.talk_epochs(300))
     assert talk["spectra"].shape == (len(talk["epochs"]), (p - 1) // 2 + 1) and talk["spectra"].dtype == np.float64
     np.testing.assert_array_equal(talk["spectra"][-1], fa.talk_spectrum(params, p))  # epoch 300: the final weights
-    # the state reads back from the files
-    back = fa.read_training_records(out, p)
-    assert sorted(back["omega"]) == sorted(state["omega"]) and sorted(back["grad_norms"]) == sorted(state["grad_norms"])
-    for key, value in fa.omega_arrays(back).items():
-        np.testing.assert_array_equal(value, om[key])
-    assert sorted(back["omega_talk"]) == talk["epochs"].tolist()
+    # the files hold what the hooks recorded, row by row
+    assert om["epochs"].tolist() == sorted(state["omega"]) and gn["epochs"].tolist() == sorted(state["grad_norms"])
+    for i, e in enumerate(om["epochs"].tolist()):
+        for key in ("counts", "live", "share", "active", "n_active"):
+            np.testing.assert_array_equal(om[key][i], state["omega"][e][key])
+    np.testing.assert_array_equal(om["freqs"], fa.frequency_index(p))
+    assert talk["epochs"].tolist() == sorted(state["omega_talk"])
     for i, e in enumerate(talk["epochs"].tolist()):
-        np.testing.assert_array_equal(back["omega_talk"][e], talk["spectra"][i])
+        np.testing.assert_array_equal(state["omega_talk"][e], talk["spectra"][i])
+    # and read back through rundir as the figures read them
+    back = rundir.load_records(out, miiii.PARAM_NAMES)
+    for key in om:
+        np.testing.assert_array_equal(back["omega"][key], om[key])
+    np.testing.assert_array_equal(back["snapshots"][256]["W_in"], saved["W_in"])
 
 
 def test_hooks_resume_from_a_checkpointed_state(tiny_run, tmp_path):
@@ -302,7 +309,7 @@ def test_hooks_resume_from_a_checkpointed_state(tiny_run, tmp_path):
     talk_hook[0]["snapshot"](300, params)
     assert all(isinstance(e, int) for e in resumed["omega"]) and all(isinstance(e, int) for e in resumed["omega_talk"])
     np.testing.assert_array_equal(resumed["omega"][300]["counts"], state["omega"][300]["counts"])
-    fa.write_training_records(str(tmp_path), resumed)
+    rundir.finish_records(str(tmp_path), resumed)
     for name in ("omega.npz", "omega_talk.npz"):
         with np.load(os.path.join(out, name)) as a, np.load(str(tmp_path / name)) as b:
             assert a.files == b.files
@@ -385,5 +392,5 @@ def test_cli_bad_run_directories(tiny_run, tmp_path):
         assert done.stderr.startswith("fft_analysis.py: error: ")
     done = run_cli()  # no run directory at all: a usage error
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
-    with pytest.raises(fa.RunError):
+    with pytest.raises(rundir.RunError):
         fa.load_run(str(damaged))

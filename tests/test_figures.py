@@ -15,6 +15,7 @@ sys.path.insert(0, ROOT)
 import fft_analysis as fa  # noqa: E402
 import figures  # noqa: E402
 import miiii  # noqa: E402
+import rundir  # noqa: E402
 
 TINY = dict(d=16, heads=2, epochs=300, log_every=10)
 TINY_P = {"nanda": 11, "miiii": 11, "basis": 11, "masked": 13}  # masked needs a prime >= 11 in the loss
@@ -41,7 +42,7 @@ def make_run(out, task):
     state = {}
     params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
     miiii.write_run(out, cfg, params, metrics)
-    fa.write_training_records(out, state)
+    rundir.finish_records(out, state)
     return str(out)
 
 
@@ -341,6 +342,7 @@ def test_cli_skips_what_is_missing_with_one_line_each(run_dirs, tmp_path):
     for name in os.listdir(bare):
         if name in ("omega.npz", "omega_talk.npz", "grad_norms.npz") or name.startswith("params_"):
             os.remove(bare / name)
+    shutil.rmtree(bare / "records")  # the segments the combined files were made from
     out = tmp_path / "figs"
     result = run_cli("--miiii", bare, "--out", out, "--format", "svg,pdf")
     assert result.returncode == 0, result.stderr
@@ -350,7 +352,7 @@ def test_cli_skips_what_is_missing_with_one_line_each(run_dirs, tmp_path):
                             | {"table1", "extra_progress_measures_nanda"})
     assert "no omega.npz" in skipped["fig10_active_frequencies"]
     assert "needs --nanda" in skipped["fig01_neuron_activation"]
-    drawn = ({stem for stem, _, _ in figures.PLAN} - set(skipped)) | set(PROGRESS[1:])  # progress_params.npz kept
+    drawn = ({stem for stem, _, _ in figures.PLAN} - set(skipped)) | set(PROGRESS[1:])  # progress_params/ kept
     assert sorted(os.listdir(out)) == sorted(f"{stem}.{fmt}" for stem in drawn for fmt in ("svg", "pdf"))
     assert all(os.path.getsize(out / name) > 0 for name in os.listdir(out))
     assert "Traceback" not in result.stderr
@@ -361,7 +363,7 @@ def test_cli_run_of_zero_epochs_skips_the_curves(tmp_path):
     state = {}
     params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
     miiii.write_run(tmp_path / "run", cfg, params, metrics)
-    fa.write_training_records(tmp_path / "run", state)
+    rundir.finish_records(tmp_path / "run", state)
     result = run_cli("--miiii", tmp_path / "run", "--out", tmp_path / "figs")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr

@@ -500,7 +500,7 @@ def test_filter_state_does_not_depend_on_lamb(kind):
 
 
 def assert_plain_tree(tree, where="state"):
-    """What miiii.pack_tree checkpoints: dicts with str keys, lists, arrays, Python scalars."""
+    """What rundir.pack_tree checkpoints: dicts with str keys, lists, arrays, Python scalars."""
     if isinstance(tree, dict):
         for k, v in tree.items():
             assert type(k) is str, where

@@ -14,6 +14,7 @@ sys.path.insert(0, ROOT)
 import fft_analysis as fa  # noqa: E402
 import figures  # noqa: E402
 import miiii  # noqa: E402
+import rundir  # noqa: E402
 
 P = 23
 
@@ -159,7 +160,7 @@ def tiny(tmp_path_factory):
     plain, _ = miiii.train(TINY, progress=False)
     out = str(tmp_path_factory.mktemp("progress") / "run")
     miiii.write_run(out, TINY, params, metrics)
-    fa.write_training_records(out, state)
+    rundir.finish_records(out, state)
     return out, state, params, plain
 
 
@@ -173,10 +174,12 @@ def test_hook_records_exactly_the_schedule_and_changes_nothing(tiny):
     task = miiii.make_task("nanda", 11)
     init = miiii.init_params(11, 16, 2, task["classes"], TINY["seed"])
     np.testing.assert_array_equal(state["progress"][0]["W_in"], init["W_in"])  # a copy, not the live array
-    # the file: "<epoch>/<NAME>" arrays, read back as {epoch: params}
-    with np.load(os.path.join(out, "progress_params.npz")) as f:
-        assert sorted(f.files) == sorted(f"{e}/{n}" for e in fa.progress_epochs(80).tolist() for n in miiii.PARAM_NAMES)
-    back = fa.read_training_records(out, 11)["progress"]
+    # the files: one progress_params/<epoch>.npz per copy, read back as {epoch: params}
+    assert sorted(os.listdir(os.path.join(out, "progress_params"))) == sorted(
+        f"{e}.npz" for e in fa.progress_epochs(80).tolist())
+    with np.load(os.path.join(out, "progress_params", "40.npz")) as f:
+        assert sorted(f.files) == sorted(miiii.PARAM_NAMES)
+    back = fa.load_records(out)["progress_params"]
     assert sorted(back) == sorted(state["progress"])
     np.testing.assert_array_equal(back[40]["W_U"], state["progress"][40]["W_U"])
     assert "progress_params" not in fa.load_records(out, progress_params=False)
@@ -187,7 +190,7 @@ def test_extended_run_keeps_old_epochs_and_adds_the_new_ones():
     state = miiii.init_state(short)
     miiii.train(short, progress=False, hooks=fa.training_hooks(short, state["records"]), state=state)
     packed = {}  # through a checkpoint's JSON skeleton: epoch keys become strings
-    records = miiii.unpack_tree(miiii.pack_tree(state["records"], packed), packed)
+    records = rundir.unpack_tree(rundir.pack_tree(state["records"], packed), packed)
     state["records"] = records
     state = miiii.extend_state(state, TINY)
     miiii.train(TINY, progress=False, hooks=fa.training_hooks(TINY, state["records"]), state=state)
@@ -205,7 +208,7 @@ def test_command_line_writes_progress_npz_and_the_summary(tiny, capsys):
     assert fa.main([out]) == 0
     assert "progress measures" in capsys.readouterr().out
     pm = dict(np.load(os.path.join(out, "progress.npz")))
-    assert sorted(pm) == sorted(fa.PROGRESS_KEYS)
+    assert sorted(pm) == sorted(rundir.PROGRESS_KEYS)
     S = len(fa.progress_epochs(80))
     for key in ("train_loss", "valid_loss", "restricted_loss", "excluded_loss"):
         assert pm[key].shape == (S, 1)
@@ -215,7 +218,7 @@ def test_command_line_writes_progress_npz_and_the_summary(tiny, capsys):
     # the full model's training loss at the last epoch is the logged one (float64 here, float32 there)
     metrics = np.load(os.path.join(out, "metrics.npz"))
     assert pm["train_loss"][-1, 0] == pytest.approx(metrics["train_loss"][-1, 0], rel=1e-3, abs=1e-6)
-    a = fa.read_json(os.path.join(out, "analysis.json"))
+    a = rundir.load_json(os.path.join(out, "analysis.json"))
     t = a["progress"]["tasks"]["mod 11"]
     assert t["n_key_waves"] == len(pm["key_waves"]) and len(t["phases"]) == 3
     assert a["progress"]["recorded_epochs"] == S
@@ -237,12 +240,12 @@ def test_readers_apply_todays_phase_rules_and_refuse_a_damaged_file(tiny, tmp_pa
     run_dir = str(tmp_path / "run")
     shutil.copytree(tiny[0], run_dir)
     assert fa.main([run_dir]) == 0
-    path = os.path.join(run_dir, fa.PROGRESS)
+    path = os.path.join(run_dir, rundir.PROGRESS)
     pm = dict(np.load(path))
     truth = fa.progress_phases(pm)
     stale = {**pm, "phases": np.full((1, 3), 7, dtype=np.int64)}  # written under some older rule
-    miiii.save_npz(path, stale)
+    rundir.save_npz(path, stale)
     np.testing.assert_array_equal(fa.load_records(run_dir, progress_params=False)["progress"]["phases"], truth)
-    miiii.save_npz(path, {**pm, "train_loss": pm["train_loss"][:-1]})  # one epoch short
-    with pytest.raises(fa.RunError, match="damaged"):
+    rundir.save_npz(path, {**pm, "train_loss": pm["train_loss"][:-1]})  # one epoch short
+    with pytest.raises(rundir.RunError, match="damaged"):
         fa.load_records(run_dir, progress_params=False)

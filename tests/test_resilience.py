@@ -28,6 +28,8 @@ import pytest
 
 import fft_analysis as fa
 import miiii
+import rundir
+from run_files import assert_same_files, cli_args, files, tree
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = "checkpoint.npz"
@@ -50,86 +52,52 @@ CONFIGS = {"ema": EMA, "ma": MA, "plain": PLAIN}
 
 
 # ============================================================================ helpers
-def files(folder):
-    """{name: bytes} of the plain files in folder (run directories are flat)."""
-    return {f.name: f.read_bytes() for f in sorted(Path(folder).iterdir()) if f.is_file()}
-
-
-def tree(folder):
-    """{relative path: bytes or 'dir'} of everything under folder (to show nothing was created)."""
-    return {str(f.relative_to(folder)): (f.read_bytes() if f.is_file() else "dir")
-            for f in sorted(Path(folder).rglob("*"))}
+def progress_copies(epochs):
+    return {f"progress_params/{e}.npz" for e in fa.progress_epochs(epochs).tolist()}
 
 
 def temp_files(folder):
     return sorted(name for name in os.listdir(folder) if name.endswith(".tmp"))
 
 
-def checkpoint_content(blob):
-    """A checkpoint's arrays and its JSON skeleton without the analysis hooks' wall-clock timing."""
-    with np.load(io.BytesIO(blob)) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(str(arrays.pop("__meta__")))
-    meta["state"]["dict"].get("records", {}).get("dict", {}).pop("timing", None)
-    return meta, arrays
-
-
-def same_checkpoint(a, b):
-    (meta_a, arrays_a), (meta_b, arrays_b) = checkpoint_content(a), checkpoint_content(b)
-    return meta_a == meta_b and sorted(arrays_a) == sorted(arrays_b) and \
-        all(np.array_equal(arrays_a[k], arrays_b[k]) for k in arrays_a)
-
-
-def assert_same_files(got, want, ignore_tmp=False):
-    """Byte equality of two {name: bytes} dicts, reporting names rather than bytes.
-
-    The final checkpoint (kept so a finished run can be extended) holds the seconds the snapshots
-    took; it is compared on everything else, array by array.
-    """
-    if ignore_tmp:
-        got = {k: v for k, v in got.items() if not k.endswith(".tmp")}
-    assert sorted(got) == sorted(want), f"file sets differ: {sorted(got)} vs {sorted(want)}"
-    differ = [name for name in want if got[name] != want[name]
-              and not (name == CHECKPOINT and same_checkpoint(got[name], want[name]))]
-    assert differ == [], f"files differ from the uninterrupted run: {differ}"
-
-
 def write_results(out, cfg, params, metrics, records):
     """What the CLI writes at the end of a run: config, metrics, params and the analysis records."""
     miiii.write_run(str(out), cfg, params, metrics)
-    fa.write_training_records(str(out), records)
+    rundir.finish_records(str(out), records)
     return files(out)
 
 
 def run_with_stops(cfg, out, stops=(), tamper=None):
     """Train cfg in-process with the analysis hooks, stopping at each epoch of `stops` in turn.
 
-    Each stop goes through the real path: train() sees stop() turn true, checkpoints to a file and
-    raises Interrupted; the run then continues from that file only (load_checkpoint), never from
-    the state in memory. With no stops this is the uninterrupted reference run (no checkpoints).
-    `tamper(state)` may change each loaded state (to show that the comparison would see a loss).
-    Returns {name: bytes} of the finished run directory.
+    Each stop goes through the command line's path: train() sees stop() turn true, checkpoints the
+    run directory (checkpoint_run: the records since the last checkpoint into their own files, then
+    the state) and raises Interrupted; the run then continues from the directory only (resume_run),
+    never from the state in memory. With no stops this is the uninterrupted reference run (no
+    checkpoints: every record is written at the end). `tamper(state)` may change each loaded state
+    (to show that the comparison would see a loss). Returns files() of the finished run directory.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = str(out / CHECKPOINT)
     state = miiii.init_state(cfg)
     for stop_at in stops:
         hooks = fa.training_hooks(cfg, state["records"])
         current = state
         with pytest.raises(miiii.Interrupted) as info:
             miiii.train(cfg, progress=False, hooks=hooks, state=current,
-                        checkpoint=lambda s: miiii.save_checkpoint(ckpt, s, cfg),
+                        checkpoint=lambda s: miiii.checkpoint_run(str(out), s, cfg),
                         stop=lambda: current["epoch"] == stop_at)
         assert info.value.args == (stop_at,)
-        state = miiii.load_checkpoint(ckpt, cfg)  # the state in memory is dropped
-        assert state["epoch"] == stop_at
+        state, note = miiii.resume_run(str(out), cfg)  # the state in memory is dropped
+        assert state["epoch"] == stop_at and note is None
+        assert not any(state["records"].get(kind) for kind in ("omega", "grad_norms", "progress"))  # on disk
         if tamper is not None:
             tamper(state)
     hooks = fa.training_hooks(cfg, state["records"])
     params, metrics = miiii.train(cfg, progress=False, hooks=hooks, state=state)
-    if os.path.exists(ckpt):
-        os.remove(ckpt)
+    for name in (CHECKPOINT, rundir.PREVIOUS):
+        if os.path.exists(out / name):
+            os.remove(out / name)
     return write_results(out, cfg, params, metrics, state["records"])
 
 
@@ -144,16 +112,6 @@ def clean(tmp_path_factory):
         return cache[name]
 
     return get
-
-
-def cli_args(cfg, *extra):
-    """Command-line flags for the config (every result key) plus extra flags."""
-    args = []
-    for k in miiii.RESULT_KEYS:
-        if k == "gpu":
-            continue
-        args += ["--" + k.replace("_", "-"), str(cfg[k])]
-    return args + [str(a) for a in extra]
 
 
 def run_config_of(run_dir):
@@ -265,7 +223,8 @@ def cli_clean(tmp_path_factory):
     assert miiii.main(CLI_FLAGS + ["--out", str(out)]) == 0
     got = files(out)
     assert {"config.json", "params.npz", "metrics.npz", "omega.npz", "grad_norms.npz",
-            "params_256.npz", "omega_talk.npz", "progress_params.npz", CHECKPOINT} == set(got)
+            "params_256.npz", "omega_talk.npz", CHECKPOINT} | progress_copies(300) == set(got)
+    assert os.listdir(out / rundir.SEGMENTS)  # the small records, written at the end (one checkpoint)
     return got
 
 
@@ -291,7 +250,7 @@ def test_cli_sigterm_in_process_then_resume_from_any_checkpoint(cli_clean, tmp_p
     it checkpoints at epoch 258 and returns 143; --resume ends with the same files, analysis included.
     Periodic checkpoints of the same run (epochs 20 and 140) resume to the same files as well."""
     out = tmp_path / "run"
-    real_step, real_save = miiii.loss_and_grads, miiii.save_checkpoint
+    real_step, real_checkpoint = miiii.loss_and_grads, miiii.checkpoint_run
     calls = {"n": 0}
     kept = tmp_path / "kept"
     kept.mkdir()
@@ -302,12 +261,12 @@ def test_cli_sigterm_in_process_then_resume_from_any_checkpoint(cli_clean, tmp_p
         calls["n"] += 1
         return real_step(*args, **kwargs)
 
-    def save(path, state, cfg):
-        real_save(path, state, cfg)
-        shutil.copy(path, kept / f"ckpt_{state['epoch']}.npz")
+    def checkpoint(run, state, cfg):  # the run directory as a kill right after this checkpoint leaves it
+        real_checkpoint(run, state, cfg)
+        shutil.copytree(run, kept / f"ckpt_{state['epoch']}")
 
     monkeypatch.setattr(miiii, "loss_and_grads", step)
-    monkeypatch.setattr(miiii, "save_checkpoint", save)
+    monkeypatch.setattr(miiii, "checkpoint_run", checkpoint)
     with SignalGuard() as guard:
         rc = miiii.main(CLI_FLAGS + ["--out", str(out), "--checkpoint-every", "20"])
         assert signal.getsignal(signal.SIGTERM) == guard.handler  # main put the old handler back
@@ -316,7 +275,8 @@ def test_cli_sigterm_in_process_then_resume_from_any_checkpoint(cli_clean, tmp_p
     assert rc == 128 + signal.SIGTERM == 143
     assert "Traceback" not in err
     assert "interrupted at epoch 258" in error_lines(err)[-1]
-    assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json"]
+    assert set(os.listdir(out)) == INTERRUPTED | {"params_256.npz"}
+    assert json.loads((out / "config.json").read_text())["status"] == "interrupted"
     cfg = run_config_of(out)
     assert miiii.load_checkpoint(str(out / CHECKPOINT), cfg)["epoch"] == 258
     assert sorted(int(f.stem.split("_")[1]) for f in kept.iterdir()) == list(range(20, 260, 20)) + [258]
@@ -327,11 +287,8 @@ def test_cli_sigterm_in_process_then_resume_from_any_checkpoint(cli_clean, tmp_p
     assert_same_files(files(out), cli_clean)
 
     for e in (20, 140):  # a run directory as a kill after these checkpoints would have left it
-        run = tmp_path / f"from{e}"
-        run.mkdir()
-        config = json.loads((out / "config.json").read_text())
-        (run / "config.json").write_text(json.dumps({**config, "status": "running"}))  # as a kill leaves it
-        shutil.copy(kept / f"ckpt_{e}.npz", run / CHECKPOINT)
+        run = kept / f"ckpt_{e}"
+        assert json.loads((run / "config.json").read_text())["status"] == "running"
         assert miiii.main(["--resume", str(run), "--quiet"]) == 0
         assert_same_files(files(run), cli_clean)
 
@@ -348,7 +305,10 @@ def test_cli_resume_without_checkpoint_starts_over(cli_clean, tmp_path, capsys):
 # ============================================================================ 2. real signals
 SIG_CFG = config(p=23, d=32, epochs=300, dropout=0.1)
 SIG_FLAGS = cli_args(SIG_CFG, "--quiet", "--checkpoint-every", "5")
-ANALYSIS_FILES = {"omega.npz", "omega_talk.npz", "grad_norms.npz", "params_256.npz", "progress_params.npz"}
+ANALYSIS_FILES = {"omega.npz", "omega_talk.npz", "grad_norms.npz", "params_256.npz"} | progress_copies(300)
+# what an interrupted run's directory holds: the checkpoints, the outputs so far, the records so far
+INTERRUPTED = {"checkpoint.npz", "checkpoint.prev.npz", "config.json", "lock", "metrics.npz", "params.npz",
+               "progress_params", "records"}
 
 
 def start_child(out, *extra, script=None):
@@ -391,17 +351,18 @@ def finish_child(proc, timeout=120):
 def check_loadable(run_dir):
     """Every file of a run directory loads (the temporary files of a hard exit excepted)."""
     cfg = run_config_of(run_dir)
-    for name in os.listdir(run_dir):
-        path = os.path.join(run_dir, name)
-        if name == CHECKPOINT:
-            miiii.load_checkpoint(path, cfg)
-        elif name.endswith(".npz"):
-            miiii.load_npz(path)
-        elif name.endswith(".json"):
-            miiii.load_json(path)
-        else:
-            assert name.endswith(".tmp"), f"unexpected file {name}"
-            assert name.startswith("."), f"a temporary file under a real name: {name}"
+    for folder, _, names in os.walk(run_dir):
+        for name in names:
+            path = os.path.join(folder, name)
+            if name in (CHECKPOINT, rundir.PREVIOUS):
+                miiii.load_checkpoint(path, cfg)
+            elif name.endswith(".npz"):
+                rundir.load_npz(path)
+            elif name.endswith(".json"):
+                rundir.load_json(path)
+            elif name != "lock":
+                assert name.endswith(".tmp"), f"unexpected file {name}"
+                assert name.startswith("."), f"a temporary file under a real name: {name}"
 
 
 @pytest.fixture(scope="module")
@@ -428,7 +389,8 @@ def test_signal_checkpoints_exits_and_resumes_identically(signum, sig_clean, tmp
     match = re.search(r"interrupted at epoch (\d+): checkpoint written; continue with .*--resume", lines[-1])
     assert match, lines
     assert temp_files(out) == []
-    assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json"]
+    assert set(os.listdir(out)) == INTERRUPTED
+    assert json.loads((out / "config.json").read_text())["status"] == "interrupted"
     state = miiii.load_checkpoint(str(out / CHECKPOINT), run_config_of(out))
     assert state["epoch"] == int(match.group(1))
     assert 5 <= state["epoch"] < SIG_CFG["epochs"]
@@ -458,8 +420,9 @@ STALLING_CHILD = """
 import io, os, sys, time
 sys.path.insert(0, {root!r})
 import miiii
+import rundir
 
-real_write, real_install = miiii.write_npz, miiii.install_signal_handlers
+real_write, real_install = rundir.write_npz, miiii.install_signal_handlers
 calls = {{"n": 0}}
 seen = {{}}
 
@@ -483,7 +446,7 @@ def stalling_write_npz(f, arrays):
                 time.sleep(0.01)
     real_write(f, arrays)
 
-miiii.write_npz = stalling_write_npz
+rundir.write_npz = stalling_write_npz
 miiii.install_signal_handlers = install
 sys.exit(miiii.main(sys.argv[1:]))
 """
@@ -540,8 +503,8 @@ def load_any(path, cfg):
     if name == CHECKPOINT:
         return miiii.load_checkpoint(path, cfg)
     if name.endswith(".json"):
-        return miiii.load_json(path)
-    return miiii.load_npz(path)
+        return rundir.load_json(path)
+    return rundir.load_npz(path)
 
 
 @pytest.mark.parametrize("how", ["half", "empty", "garbage"])
@@ -552,7 +515,7 @@ def test_damaged_file_is_named_in_one_line(name, how, finished, tmp_path):
     shutil.copy(src / name, path)
     load_any(path, cfg)  # intact: loads
     damage(path, how)
-    with pytest.raises(miiii.UsageError) as info:
+    with pytest.raises(rundir.RunError) as info:
         load_any(path, cfg)
     message = str(info.value)
     assert path in message and "\n" not in message
@@ -560,20 +523,20 @@ def test_damaged_file_is_named_in_one_line(name, how, finished, tmp_path):
 
 
 def test_missing_file_is_named(tmp_path):
-    for load in (miiii.load_npz, miiii.load_json):
-        with pytest.raises(miiii.UsageError, match="missing") as info:
+    for load in (rundir.load_npz, rundir.load_json):
+        with pytest.raises(rundir.RunError, match="missing") as info:
             load(str(tmp_path / "nope"))
         assert str(tmp_path / "nope") in str(info.value)
 
 
 def test_wrong_kind_of_npz_is_not_a_checkpoint(finished, tmp_path):
     src, cfg = finished
-    with pytest.raises(miiii.UsageError, match="__meta__") as info:
+    with pytest.raises(rundir.RunError, match="__meta__") as info:
         miiii.load_checkpoint(str(src / "params.npz"), cfg)
     assert str(src / "params.npz") in str(info.value)
     path = str(tmp_path / CHECKPOINT)  # an npz with a __meta__ that is not JSON
-    miiii.save_npz(path, {"__meta__": np.array("{not json")})
-    with pytest.raises(miiii.UsageError, match="damaged checkpoint") as info:
+    rundir.save_npz(path, {"__meta__": np.array("{not json")})
+    with pytest.raises(rundir.RunError, match="damaged checkpoint") as info:
         miiii.load_checkpoint(path, cfg)
     assert path in str(info.value) and "\n" not in str(info.value)
 
@@ -581,7 +544,7 @@ def test_wrong_kind_of_npz_is_not_a_checkpoint(finished, tmp_path):
 @pytest.mark.parametrize("change", [{"p": 13}, {"seed": 1}, {"filter": "ma"}, {"lr": 1e-3}])
 def test_checkpoint_of_another_config_is_refused(change, finished):
     src, cfg = finished
-    with pytest.raises(miiii.UsageError, match="another config") as info:
+    with pytest.raises(rundir.RunError, match="another config") as info:
         miiii.load_checkpoint(str(src / CHECKPOINT), {**cfg, **change})
     assert str(src / CHECKPOINT) in str(info.value)
 
@@ -639,7 +602,7 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(error, tmp_path):
         raise error("disk full")
 
     with pytest.raises(error):
-        miiii.atomic_write(str(path), half_then_fail)
+        rundir.atomic_write(str(path), half_then_fail)
     assert path.read_bytes() == b"the old, complete file"
     assert os.listdir(tmp_path) == ["params.npz"]  # no temporary file left
 
@@ -649,7 +612,7 @@ def test_failed_npz_and_checkpoint_writes_keep_the_old_files(finished, tmp_path,
     for name in ("params.npz", CHECKPOINT):
         shutil.copy(src / name, tmp_path / name)
     before = files(tmp_path)
-    real = miiii.write_npz
+    real = rundir.write_npz
 
     def torn_write_npz(f, arrays):
         buf = io.BytesIO()
@@ -657,11 +620,11 @@ def test_failed_npz_and_checkpoint_writes_keep_the_old_files(finished, tmp_path,
         f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(miiii, "write_npz", torn_write_npz)
-    params = miiii.load_npz(str(tmp_path / "params.npz"))
-    with pytest.raises(miiii.WriteError, match="params.npz: No space left on device"):
-        miiii.save_npz(str(tmp_path / "params.npz"), {k: v + 1 for k, v in params.items()})
-    with pytest.raises(miiii.WriteError, match="checkpoint.npz: No space left on device"):
+    monkeypatch.setattr(rundir, "write_npz", torn_write_npz)
+    params = rundir.load_npz(str(tmp_path / "params.npz"))
+    with pytest.raises(rundir.WriteError, match="params.npz: No space left on device"):
+        rundir.save_npz(str(tmp_path / "params.npz"), {k: v + 1 for k, v in params.items()})
+    with pytest.raises(rundir.WriteError, match="checkpoint.npz: No space left on device"):
         miiii.save_checkpoint(str(tmp_path / CHECKPOINT), miiii.init_state(cfg), cfg)
     assert files(tmp_path) == before and temp_files(tmp_path) == []
     monkeypatch.undo()
@@ -670,9 +633,9 @@ def test_failed_npz_and_checkpoint_writes_keep_the_old_files(finished, tmp_path,
 
 def test_npz_bytes_do_not_depend_on_the_time(tmp_path):
     arrays = {"a": np.arange(5.0), "b": np.eye(2, dtype=np.float32)}
-    miiii.save_npz(str(tmp_path / "one.npz"), arrays)
+    rundir.save_npz(str(tmp_path / "one.npz"), arrays)
     time.sleep(2.1)  # zip timestamps have a 2 s resolution
-    miiii.save_npz(str(tmp_path / "two.npz"), arrays)
+    rundir.save_npz(str(tmp_path / "two.npz"), arrays)
     assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
 
 
@@ -722,8 +685,12 @@ def test_non_finite_step_stops_with_exit_3(what, value, named, nan_clean, tmp_pa
     if what == "loss":
         assert "gradient" not in errors[0]
     assert error_lines(err) == [f"run directory: {out}", errors[0]]
-    assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json"]  # no params.npz, metrics.npz
+    # metrics.npz and params.npz as of the one checkpoint (epoch 5); nothing of the steps after it
+    assert set(os.listdir(out)) == INTERRUPTED - {rundir.PREVIOUS}
+    assert len(rundir.load_npz(str(out / "metrics.npz"))["step_loss"]) == 5
+    assert f"the checkpoint of epoch 5 is kept in {out}" in errors[0]
     assert miiii.load_checkpoint(str(out / CHECKPOINT), run_config_of(out))["epoch"] == 5
+    assert json.loads((out / "config.json").read_text())["status"] == "interrupted"
     monkeypatch.undo()
     # the kept checkpoint is a good one: resuming it gives the clean run
     assert miiii.main(["--resume", str(out), "--quiet"]) == 0

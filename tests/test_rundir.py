@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import miiii
+import rundir
 
 TINY = {**miiii.DEFAULTS, "task": "nanda", "p": 11, "d": 8, "heads": 2, "epochs": 80, "dropout": 0.1,
         "log_every": 10}
@@ -81,8 +82,8 @@ def test_rerunning_an_interrupted_run_continues_it(straight, tmp_path, capsys):
     miiii.start_run(str(run), cfg)
     state = miiii.init_state(cfg)
     with pytest.raises(miiii.Interrupted):
-        miiii.train(cfg, progress=False, state=state, checkpoint=lambda s: miiii.save_checkpoint(
-            str(run / miiii.CHECKPOINT), s, cfg), stop=lambda: state["epoch"] == 17)
+        miiii.train(cfg, progress=False, state=state, checkpoint=lambda s: miiii.checkpoint_run(str(run), s, cfg),
+                    stop=lambda: state["epoch"] == 17)
     capsys.readouterr()
     assert miiii.main(flags(cfg, "--no-analysis", "--out", run)) == 0
     assert "resuming" in capsys.readouterr().err
@@ -146,7 +147,8 @@ def test_a_run_is_never_shortened(straight, tmp_path, capsys):
 def test_a_run_finished_before_final_states_were_kept_cannot_be_extended(straight, tmp_path, capsys):
     run = tmp_path / "run"
     assert miiii.main(flags({**TINY, "epochs": 40}, "--no-analysis", "--out", run)) == 0
-    os.remove(run / miiii.CHECKPOINT)
+    os.remove(run / rundir.CHECKPOINT)
+    assert not (run / rundir.PREVIOUS).exists()  # one checkpoint only: the final one
     cfg = config_json(run)
     del cfg["status"]  # as config.json was written before it had a status
     (run / "config.json").write_text(json.dumps(cfg))
@@ -174,12 +176,13 @@ def failing_fsync(after):
     return fsync
 
 
-@pytest.mark.parametrize("after", [1, 2, 4, 5, 6, 7])
+@pytest.mark.parametrize("after", [1, 3, 4, 10, 12, 13])
 def test_a_full_disk_loses_nothing_already_saved(after, straight, tmp_path, monkeypatch, capsys):
-    """Writes: config.json (1), checkpoints every 10 epochs (2, 3, 4), then at the end the final
-    checkpoint (5), metrics.npz (6), params.npz (7), config.json 'complete' (8). The disk fills after
-    `after` writes: one line naming the file and why, exit 4, the last good checkpoint kept, the run
-    not marked complete; once there is space, --resume ends with the results of a clean run."""
+    """Writes: config.json (1); at each checkpoint (epochs 10, 20, 30) metrics.npz, params.npz, then the
+    checkpoint itself (2-4, 5-7, 8-10); at the end the final ones (11-13) and config.json 'complete'
+    (14). The disk fills after `after` writes: one line naming the file and why, and the checkpoint
+    that is kept (true: it loads, at that epoch), exit 4, the run not marked complete; once there is
+    space, --resume ends with the results of a clean run."""
     run = tmp_path / "run"
     cfg = {**TINY, "epochs": 40}
     monkeypatch.setattr(os, "fsync", failing_fsync(after))
@@ -190,13 +193,15 @@ def test_a_full_disk_loses_nothing_already_saved(after, straight, tmp_path, monk
     assert len(err) == 2 and err[0].startswith("run directory:")  # the run's first line, then the error
     assert err[1].startswith("miiii.py: error: cannot write ") and "No space left on device" in err[1]
     assert "--resume" in err[1]
-    assert config_json(run)["status"] == "running"
+    assert config_json(run)["status"] == "running"  # the disk is full: not even 'interrupted' could be written
     assert not [name for name in os.listdir(run) if name.endswith(".tmp")]
-    want = {1: None, 2: 10, 4: 30, 5: 40, 6: 40, 7: 40}[after]  # the newest checkpoint that was written
+    want = {1: None, 3: None, 4: 10, 10: 30, 12: 30, 13: 40}[after]  # the newest checkpoint that was written
     if want is None:
-        assert not (run / miiii.CHECKPOINT).exists()
+        assert not (run / rundir.CHECKPOINT).exists()
+        assert "no checkpoint was written" in err[1]
     else:
-        assert miiii.load_checkpoint(str(run / miiii.CHECKPOINT), cfg)["epoch"] == want
+        assert f"the checkpoint of epoch {want} is kept" in err[1]
+        assert miiii.load_checkpoint(str(run / rundir.CHECKPOINT), cfg)["epoch"] == want
     assert miiii.main(["--resume", str(run), "--quiet", "--no-analysis"]) == 0
     assert files(run)["params.npz"] == files(straight / "40")["params.npz"]
     assert config_json(run)["status"] == "complete"
@@ -209,7 +214,7 @@ def test_a_new_run_that_cannot_write_its_config_leaves_no_directory(tmp_path, mo
     monkeypatch.undo()
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 4 and len(err) == 1 and "config.json" in err[0] and "No space left" in err[0]
-    assert not run.exists()
+    assert not (tmp_path / "new").exists()  # nor the parent made for it
 
 
 def test_resume_of_a_directory_that_does_not_exist(tmp_path, capsys):
@@ -246,7 +251,7 @@ def test_every_filter_and_schedule_resumes_bit_identically(extra, tmp_path):
     uninterrupted run, for each filter and for the loss-gap lambda schedule."""
     cfg = {**TINY, "task": "miiii", "p": 13, "epochs": 40, **extra}
     straight = miiii.train(cfg, progress=False)[0]
-    path = str(tmp_path / miiii.CHECKPOINT)
+    path = str(tmp_path / rundir.CHECKPOINT)
     state = miiii.init_state(cfg)
     with pytest.raises(miiii.Interrupted):
         miiii.train(cfg, progress=False, state=state, checkpoint=lambda s: miiii.save_checkpoint(path, s, cfg),

@@ -13,6 +13,7 @@ import pytest
 
 import fft_analysis as fa
 import miiii
+import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -314,7 +315,7 @@ def old_run(tmp_path_factory):
     state = {}
     params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
     miiii.write_run(str(out), cfg, params, metrics)
-    fa.write_training_records(str(out), state)
+    rundir.finish_records(str(out), state)
     for name in os.listdir(out):
         if name in ("omega_talk.npz", "omega.npz") or name.startswith("params_"):
             os.remove(out / name)
@@ -351,7 +352,7 @@ def test_run_without_only_the_talk_record(tmp_path):
     state = {}
     params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
     miiii.write_run(str(out), cfg, params, metrics)
-    fa.write_training_records(str(out), state)
+    rundir.finish_records(str(out), state)
     os.remove(out / "omega_talk.npz")
     a = fa.analyse_run(str(out))
     assert a["missing"] == ["omega_talk.npz (the talk's Omega rule)"] and a["omega_talk"] is None
