@@ -1499,6 +1499,7 @@ def train_locked(argv, undo):
             return say_complete(out, cfg)
         check_disk(cfg, out, analysis=not args.no_analysis)
         limit_threads, cfg["threads"] = blas_threads(cfg["threads"])
+        set_row_threads(cfg["threads"] or 1)  # the elementwise row blocks get the cores BLAS gets
         state, note = resume_run(out, cfg) if plan in ("resume", "extend") else (None, None)
     except (UsageError, rundir.RunError) as e:
         undo()
