@@ -202,39 +202,22 @@ def init_params(p, d, heads, moduli, seed=0):
 
 # The per-sample elementwise work (the loss's softmax, attention's mixing, the ReLU's mask) is a
 # chain of passes over arrays larger than the cache. over_rows runs such a chain on blocks of
-# ROW_BLOCK samples, so each block's passes stay in cache, and spreads the independent blocks over
-# the row threads (NumPy releases the GIL inside its loops). Every row goes through the same
-# operations as it would on the whole array, so results depend neither on the blocking nor on the
-# thread count.
+# ROW_BLOCK samples, so that each block's passes stay in cache. Every row goes through the same
+# operations as it would on the whole array, so the results do not depend on the blocking. (Spreading
+# the blocks over threads was measured and does not pay: reduceat and fancy indexing hold the GIL,
+# and the cheap passes are bound by memory bandwidth; see docs/speed.md.)
 ROW_BLOCK = 128  # (128, C) float32 is 0.76 MB at the paper's C = 1480: a core's L2 holds several
-_row_pool = {"threads": 1, "pool": None}
-
-
-def set_row_threads(n):
-    """Spread over_rows' blocks over n threads (1: run them in this thread). The CLI sets n to the
-    BLAS thread count (--threads): the elementwise work gets the cores the matrix products get."""
-    n = max(1, int(n))
-    if n != _row_pool["threads"]:
-        if _row_pool["pool"] is not None:
-            _row_pool["pool"].shutdown()
-        import concurrent.futures
-        _row_pool["pool"] = concurrent.futures.ThreadPoolExecutor(n) if n > 1 else None
-        _row_pool["threads"] = n
+WHOLE_BELOW = 16 * ROW_BLOCK  # fewer rows than this: one pass over all of them (blocking costs more)
 
 
 def over_rows(n, work):
-    """work(rows) for slices `rows` that cover 0 .. n: cache-sized blocks on NumPy (over the row
-    threads), one slice of everything on another backend (a GPU wants few, large kernels)."""
-    if xp is not np or n <= ROW_BLOCK:
+    """work(rows) for slices `rows` that cover 0 .. n: cache-sized blocks on NumPy for many rows, one
+    slice of everything otherwise (and on a GPU, which wants few, large kernels)."""
+    if xp is not np or n < WHOLE_BELOW:
         work(slice(0, n))
         return
-    blocks = [slice(i, min(i + ROW_BLOCK, n)) for i in range(0, n, ROW_BLOCK)]
-    if _row_pool["pool"] is None:
-        for rows in blocks:
-            work(rows)
-    else:
-        for _ in _row_pool["pool"].map(work, blocks):  # re-raises a block's exception here
-            pass
+    for i in range(0, n, ROW_BLOCK):
+        work(slice(i, min(i + ROW_BLOCK, n)))
 
 
 def embedding_forward(tok_emb, pos_emb):
@@ -1499,7 +1482,6 @@ def train_locked(argv, undo):
             return say_complete(out, cfg)
         check_disk(cfg, out, analysis=not args.no_analysis)
         limit_threads, cfg["threads"] = blas_threads(cfg["threads"])
-        set_row_threads(cfg["threads"] or 1)  # the elementwise row blocks get the cores BLAS gets
         state, note = resume_run(out, cfg) if plan in ("resume", "extend") else (None, None)
     except (UsageError, rundir.RunError) as e:
         undo()

@@ -72,18 +72,12 @@ def backend(gpu):
     return xp, sync
 
 
-@contextlib.contextmanager
 def thread_limit(n):
-    """Limit the host BLAS (and OpenMP) pools to n threads, and give miiii's row blocks as many, as
-    the CLI's --threads does; n None: leave the BLAS pools be (row threads: the BLAS count)."""
-    from threadpoolctl import threadpool_info, threadpool_limits  # listed in requirements.txt
-    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-    with (threadpool_limits(limits=n) if n is not None else contextlib.nullcontext()):
-        miiii.set_row_threads(n if n is not None else (counts[0] if counts else 1))
-        try:
-            yield
-        finally:
-            miiii.set_row_threads(1)
+    """A context limiting the host BLAS (and OpenMP) pools to n threads; n None: leave them be."""
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits  # listed in requirements.txt
+    return threadpool_limits(limits=n)
 
 
 def matmul_rate(xp, sync, size=4096, reps=3):

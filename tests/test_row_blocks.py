@@ -1,17 +1,16 @@
-"""The row blocks of the elementwise work (miiii.over_rows): the same numbers whatever the block size
-and the number of row threads, down to the last bit."""
+"""The row blocks of the elementwise work (miiii.over_rows): the same numbers whatever the block size,
+down to the last bit."""
 import numpy as np
 import pytest
 
 import miiii
 
 
-def step_numbers(block, threads, dtype, task="miiii", p=23, d=32):
+def step_numbers(block, whole_below, dtype, task="miiii", p=23, d=32):
     """Loss, gradients and evaluation of one step at the given blocking, with dropout on."""
-    old = miiii.ROW_BLOCK
+    old = miiii.ROW_BLOCK, miiii.WHOLE_BELOW
     try:
-        miiii.ROW_BLOCK = block
-        miiii.set_row_threads(threads)
+        miiii.ROW_BLOCK, miiii.WHOLE_BELOW = block, whole_below
         t = miiii.make_task(task, p, 0.5, 0)
         params = {k: v.astype(dtype) for k, v in miiii.init_params(p, d, 4, t["classes"], seed=1).items()}
         x, y = t["x"][t["train"]], t["y"][t["train"]]
@@ -20,30 +19,28 @@ def step_numbers(block, threads, dtype, task="miiii", p=23, d=32):
         (tl, ta, cs, cg), _ = miiii.evaluate(params, t["x"], t["y"], t["classes"], (t["train"], t["valid"]), True)
         return loss, grads, (tl, ta, cs, cg)
     finally:
-        miiii.ROW_BLOCK = old
-        miiii.set_row_threads(1)
+        miiii.ROW_BLOCK, miiii.WHOLE_BELOW = old
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("task", ["miiii", "masked", "nanda"])
-def test_blocks_and_threads_change_no_bit(dtype, task):
-    whole = step_numbers(10 ** 6, 1, dtype, task)  # one block: every array at once, as without blocking
-    for block, threads in ((7, 1), (64, 2), (100, 3)):  # uneven last blocks, more threads than cores
-        loss, grads, ev = step_numbers(block, threads, dtype, task)
+def test_blocks_change_no_bit(dtype, task):
+    whole = step_numbers(128, 10 ** 6, dtype, task)  # one pass over every row, as without blocking
+    for block in (7, 64, 100):  # uneven last blocks
+        loss, grads, ev = step_numbers(block, 0, dtype, task)
         assert loss == whole[0]
         for name in grads:
-            assert grads[name].tobytes() == whole[1][name].tobytes(), (block, threads, name)
+            assert grads[name].tobytes() == whole[1][name].tobytes(), (block, name)
         for a, b in zip(ev, whole[2]):
             assert a.tobytes() == b.tobytes()
 
 
-def test_an_error_in_a_block_reaches_the_caller():
-    miiii.set_row_threads(2)
+def test_blocks_cover_every_row_once():
+    seen = []
+    old = miiii.WHOLE_BELOW
     try:
-        def work(rows):
-            if rows.start >= miiii.ROW_BLOCK:
-                raise ValueError("block failed")
-        with pytest.raises(ValueError, match="block failed"):
-            miiii.over_rows(3 * miiii.ROW_BLOCK, work)
+        miiii.WHOLE_BELOW = 0
+        miiii.over_rows(3 * miiii.ROW_BLOCK + 5, lambda r: seen.extend(range(r.start, r.stop)))
     finally:
-        miiii.set_row_threads(1)
+        miiii.WHOLE_BELOW = old
+    assert seen == list(range(3 * miiii.ROW_BLOCK + 5))
