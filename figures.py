@@ -56,7 +56,7 @@ Figures (numbered as in the talk; file stem, then the function that draws it)
                                  fig_mean_valid_acc           mean validation accuracy of groups of runs
 
 Conventions
-  Grids over the inputs are [x0, x1] (SPEC §1): x0 on the vertical axis (increasing upwards), x1 on
+  Grids over the inputs are [x0, x1] (docs/definitions.md §1): x0 on the vertical axis (increasing upwards), x1 on
   the horizontal one. Spectra are [k0, k1], k0 shown from -p//2 to p//2 (a negative k0 is the
   frequency p + k0 of rfft2), k1 from 0 to p//2.
   One colour map for signed values (SIGNED, zero white, symmetric limits) and one for magnitudes
@@ -379,7 +379,7 @@ def fig_task_data(p_inputs=7, p_targets=13, q=11):
     y = task["y"][:, task["moduli"].index(q)]  # (p^2,) n mod q
     fig = Figure(figsize=(7.0, 11.5), layout="constrained")
     top, bottom = fig.subplots(2, 1, height_ratios=[p_inputs, p_targets])
-    n = np.arange(p_inputs ** 2).reshape(p_inputs, p_inputs).T  # SPEC §1: grid = values.reshape(p, p).T
+    n = np.arange(p_inputs ** 2).reshape(p_inputs, p_inputs).T  # docs/definitions.md §1: grid = reshape(p, p).T
     sequences = x.reshape(p_inputs, p_inputs, 3).transpose(1, 0, 2)  # (x1, x0, 3) -> (x0, x1, 3)
     im = draw_grid(top, n, vlim=(0, n.max()))
     annotate_cells(top, n, [[f"{a} {b} =" for a, b, _ in row] for row in sequences], n.max(), 8)

@@ -6,7 +6,7 @@
     python benchmarks/jax_step.py --check             # first: same loss and gradients as miiii?
     python benchmarks/compare_jax.py                  # ours and JAX in the same run, with the ratio
 
-The same math as miiii.py (SPEC §2-4), written as a plain JAX user would write it: embeddings,
+The same math as miiii.py (docs/definitions.md §2-4), written as a plain JAX user would write it: embeddings,
 4-head attention over all 3 positions without a mask (heads summed through W_O), dropout after the
 attention residual and after the MLP residual, a ReLU MLP d -> 4d -> d, the logits read at the last
 position ('=') through W_U (C = all task heads side by side), loss = sum_t m_t CE_t / ln q_t / sum_t m_t,
@@ -15,7 +15,7 @@ One full-batch step (value_and_grad, filter, optimiser) is one jitted function, 
 
 Differences from miiii.py, on purpose (it is the plain version we compare against):
 - the forward runs at all 3 positions (queries, MLP) as a plain implementation does; miiii.py
-  computes the query, the MLP and the unembedding at '=' only (exact, SPEC §2). XLA may or may not
+  computes the query, the MLP and the unembedding at '=' only (exact, docs/definitions.md §2). XLA may or may not
   prune the unused positions itself;
 - the log-softmax is JAX's float32 one (miiii.py sums classes in float64 against softmax collapse);
 - dropout masks come from jax.random, so with dropout on the two never see the same masks.
@@ -66,7 +66,8 @@ def load_jax():
 
 
 def loss_fn(jax, cfg, task):
-    """loss(params, x, y, key): the SPEC §3 loss of the full 3-position forward, as a JAX user writes it."""
+    """loss(params, x, y, key): the loss of the full 3-position forward
+    (docs/definitions.md §3), as a JAX user writes it."""
     jnp = jax.numpy
     classes = [int(q) for q in task["classes"]]
     offsets = np.concatenate([[0], np.cumsum(classes)[:-1]]).tolist()

@@ -135,7 +135,7 @@ def main(argv=None):
         lines = ["# The paper-scale campaign: progress", "",
                  f"Written by `python experiments/campaign.py --sync` at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
                  f" Code: commit `{code.get('code_commit')}` (a frozen clone); every run is the paper's configuration "
-                 "(`python miiii.py` defaults) with the flags of its registry entry (experiments/reproduce.py, "
+                 "(`python miiii.py` defaults) with the flags of its registry entry (experiments/registry.py, "
                  "PAPER_TIERS), one BLAS thread, two side by side under nice -n 19 on the 2-core machine. Wall time "
                  "counts every piece (a piece ends with the session that ran it; `bash experiments/campaign.sh` "
                  "resumes from the checkpoint, bit-identically). Finished runs are copied into results/runs/.", ""]

@@ -385,7 +385,7 @@ def omega_spike(runs):
             "miiii-s0", graded(n_ok == 2, n_ok == 1),
             f"our count falls to <= {FELL_TO * 100:.0f} % of its peak in {sum(ours_fell)} of {len(peaks)} seeds; the "
             f"talk's rule gives 0, 0, rise, fall in {sum(talk_shape)} of {len(talk_cols)} (its zeros come from "
-            "normalising each bin over time, see SPEC); Table 1 per seed below")
+            "normalising each bin over time, see docs/analysis.md, *The talk's Omega rule*); Table 1 per seed below")
 
 
 def nanda_progress_phases(runs):
@@ -568,7 +568,8 @@ def filters_section(runs):
              "timing, so compare minutes only within a load). Fairness: all use AdamW with "
              "decoupled weight decay; GrokFast's ~50x headline was measured with Adam and coupled L2 weight "
              "decay, where the EMA also filters the decay term, so no 50x is expected here. `bandpass` and "
-             "`gap` are the two dynamic variants (README, *Gradient filters*); `ema0.9` is plain EMA at alpha 0.9, "
+             "`gap` are the two dynamic variants (docs/definitions.md §4, *Gradient filters*); "
+             "`ema0.9` is plain EMA at alpha 0.9, "
              "which is the band-pass filter with the slow component added back (g + lambda (f - s) + lambda s = "
              "g + lambda f): a control that tells removing the slow component from amplifying the faster one. The epoch from which accuracy "
              "*stays* >= 0.99 on every task moves with one late dip of one task (T_miiii: 17 tasks, 744 validation "
@@ -654,7 +655,8 @@ PROGRESS_GROUPS = (  # (label, run prefix, tasks shown: moduli, None = every tas
 def progress_section(runs):
     """Nanda et al.'s progress measures (issue 12): the phase starts per task beside the grokking epoch."""
     lines = ["## 6. Progress measures (Nanda et al. 2023)", "",
-             "Phase starts found by the rules of the README (*Progress measures*) on the restricted, excluded and "
+             "Phase starts found by the rules of docs/analysis.md (*Progress measures*) on the restricted, "
+             "excluded and "
              "training losses at the ~63 recorded epochs of each run, mean ± sd over the seeds that have the "
              "records (runs made before the progress hook have none), beside the logged epoch from which the "
              "task's validation accuracy stays >= 0.99. Key waves: the fewest 2D waves holding 90 % of the final "

@@ -54,7 +54,8 @@ def parser(runs_dir):
     ap.add_argument("--jobs", type=int, help="local cluster: runs at a time (default: the cores / --threads)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads per run (default 1)")
     ap.add_argument("--scheduler", metavar="ADDRESS", help="make the runs on the running Dask cluster at ADDRESS "
-                    "(its workers started in a checkout with --resources cores=N; README) instead of a local one")
+                    "(its workers started in a checkout with --resources cores=N; docs/experiments.md) "
+                    "instead of a local one")
     ap.add_argument("--work-dir", help="where the workers keep the run directories and their checkpoints "
                     "(default: results/runs of each worker's checkout); a path all workers share lets a run "
                     "rescheduled to another machine resume instead of restarting")

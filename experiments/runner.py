@@ -334,7 +334,7 @@ def check_workers(client, needs, log=say):
     except Exception as e:  # whatever the worker raised in unpickling the call
         raise RunnerError(f"a Dask worker cannot run the runs ({type(e).__name__}: {str(e).splitlines()[0]}); start "
                           "workers in a checkout of this repository with PYTHONPATH=$PWD/experiments "
-                          "(README, Making the runs)") from None
+                          "(docs/experiments.md)") from None
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     if not workers:
         log("no Dask worker yet: the runs wait for one")

@@ -20,7 +20,7 @@ FLAGS = ["--task", "--p", "--d", "--heads", "--lr", "--wd", "--dropout", "--lamb
 
 
 def expected_param_shapes(p, d, h, C):
-    """SPEC §2 checkpoint names and shapes."""
+    """The parameters' names and shapes in a checkpoint (docs/definitions.md §2)."""
     return {"tok_emb": (p + 1, d), "pos_emb": (3, d), "W_Q": (h, d, d // h), "W_K": (h, d, d // h),
             "W_V": (h, d, d // h), "W_O": (h, d // h, d), "W_in": (d, 4 * d), "W_out": (4 * d, d),
             "W_U": (d, C)}

@@ -138,7 +138,7 @@ def test_attention_backward(rng):
 
 
 def test_attention_forward_matches_plain_formula(rng):
-    """The gathered/shared-row attention equals SPEC §2's per-sequence formula (read at '=')."""
+    """The gathered/shared-row attention equals the per-sequence formula of docs/definitions.md §2 (read at '=')."""
     x = random_inputs(rng)
     A = attention_arrays(rng)
     out, _ = attention_call(A, x)

@@ -1,4 +1,4 @@
-"""AdamW and the GrokFast filters against SPEC §4 and grokfast.py's docstring, recomputed here.
+"""AdamW and the GrokFast filters against docs/definitions.md §4 and grokfast.py's docstring, recomputed here.
 
 The expected values are written out with plain numpy in each test (never taken from grokfast.py).
 Both sides do the same float64 arithmetic in nearly the same order, so they agree to a few ulps;
@@ -40,7 +40,7 @@ def assert_dicts_close(mine, want, what):
 # ------------------------------------------------------------------ AdamW
 
 def adamw_reference(w, grads_seq, lr, b1, b2, eps, wd):
-    """SPEC §4 AdamW for one array over a sequence of gradients; returns the w after each step."""
+    """AdamW (docs/definitions.md §4) for one array over a sequence of gradients; returns the w after each step."""
     m, v, out = np.zeros_like(w), np.zeros_like(w), []
     for t, g in enumerate(grads_seq, start=1):
         m = b1 * m + (1 - b1) * g
@@ -114,7 +114,7 @@ def test_adamw_updates_in_place():
 # ------------------------------------------------------------------ GrokFast-EMA
 
 def ema_reference(grads_seq, alpha, lamb):
-    """SPEC §4: e <- alpha e + (1 - alpha) g, g <- g + lamb e, e starting at zero."""
+    """GrokFast-EMA (docs/definitions.md §4): e <- alpha e + (1 - alpha) g, g <- g + lamb e, e starting at zero."""
     e, out = np.zeros_like(grads_seq[0]), []
     for g in grads_seq:
         e = alpha * e + (1 - alpha) * g

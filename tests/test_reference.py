@@ -25,7 +25,7 @@ import miiii
 
 CASES = ("miiii", "nanda", "masked", "divisible")
 TOL = {np.float64: 1e-10, np.float32: 2e-5}
-STEP = dict(lr=1e-3, b1=0.9, b2=0.98, eps=1e-8, wd=0.5)  # reference README: the five steps
+STEP = dict(lr=1e-3, b1=0.9, b2=0.98, eps=1e-8, wd=0.5)  # tests/data/README.md: the five steps
 EMA = dict(alpha=0.98, lamb=0.5)
 
 
@@ -129,7 +129,7 @@ def test_evaluate_matches_reference_logits(ref, case):
 # ------------------------------------------------------------------ the loss, independently
 
 def plain_loss(logits, y, classes, mask):
-    """SPEC §3 written out per task: sum_t m_t CE_t / ln q_t / sum_t m_t, log-softmax by hand."""
+    """docs/definitions.md §3 per task: sum_t m_t CE_t / ln q_t / sum_t m_t, log-softmax by hand."""
     total, off = 0.0, 0
     for t, q in enumerate(classes):
         z = logits[:, off:off + q].astype(np.float64)

@@ -1,5 +1,5 @@
 """experiments/runner.py on a real Dask cluster: a scheduler and two workers, each a separate process on
-localhost (free ports chosen by the OS), started as the README's recipe starts them, and tiny runs
+localhost (free ports chosen by the OS), started as the recipe of docs/experiments.md starts them, and tiny runs
 submitted by the runner. Every process a test starts is stopped by a finalizer, also when it fails.
 """
 import ctypes
@@ -24,7 +24,7 @@ import rundir  # noqa: E402
 import runner  # noqa: E402
 
 TINY = ["--task", "nanda", "--p", "7", "--d", "16", "--epochs", "50"]
-# the workers: as the README starts them (PYTHONPATH names experiments/), one BLAS thread
+# the workers: as docs/experiments.md starts them (PYTHONPATH names experiments/), one BLAS thread
 ENV = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "experiments"), "OPENBLAS_NUM_THREADS": "1"}
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 

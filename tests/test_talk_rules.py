@@ -28,7 +28,8 @@ def wave_grid(p, k0, k1, phase=0.0):
 def test_talk_columns_are_zero_based_and_log_spaced():
     cols = fa.talk_columns(65536)
     assert cols.shape == (168,) and cols[0] == 1 and cols[-1] == 65536
-    # SPEC: columns 81, 101, 121, 141, 161 are epochs ~215, 817, 3.1k, 11.7k, 44k: 0-based indices
+    # the talk's columns 81, 101, 121, 141, 161 are its epochs ~215, 817, 3.1k, 11.7k, 44k: 0-based indices
+    # (docs/analysis.md, the talk's Omega rule)
     assert cols[[81, 101, 121, 141, 161]].tolist() == [217, 818, 3089, 11658, 43998]
     assert [round(65536 ** (i / 167)) for i in (81, 101, 121, 141, 161)] == [217, 818, 3089, 11658, 43998]
     assert cols[[80, 100]].tolist() == [203, 766]  # 1-based would read these: further from 215, 817

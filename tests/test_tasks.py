@@ -1,4 +1,4 @@
-"""Tasks (SPEC §1), loss weights, parameter initialisation (SPEC §2) and argument checks.
+"""Tasks (docs/definitions.md §1), loss weights, parameter initialisation (§2) and argument checks.
 
 Expected targets are literal numbers worked out by hand, not recomputed with the code's formula.
 """
@@ -57,7 +57,7 @@ def test_nanda_targets_by_hand(x0, x1, target):
 
 
 def test_targets_everywhere_match_definitions():
-    """Every sample, against the SPEC definitions written with Python ints."""
+    """Every sample, against the definitions of docs/definitions.md §1 written with Python ints."""
     p = 17
     miiii_task, nanda, div = (miiii.make_task(t, p) for t in ("miiii", "nanda", "divisible"))
     for i in range(p * p):
