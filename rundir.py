@@ -625,3 +625,81 @@ def lock_holder(run_dir):
             raise
         fcntl.flock(f.fileno(), fcntl.LOCK_UN)
     return None
+
+
+# ============================================================================ for the experiments
+WALL = "wall.json"  # the experiment runner's wall time, one entry per piece of training (a JSON list)
+
+
+def read_config(run_dir):
+    """The run's config.json, or None when it is missing or unreadable (for listings that read on)."""
+    try:
+        return load_json(os.path.join(run_dir, CONFIG))
+    except RunError:
+        return None
+
+
+def load_wall(run_dir):
+    """The entries of the run's wall.json ([] when there is none); RunError when it is damaged."""
+    path = os.path.join(run_dir, WALL)
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path) as f:
+            entries = json.load(f)
+    except (OSError, ValueError) as e:
+        raise damaged(path, e) from None
+    if not isinstance(entries, list):
+        raise RunError(f"{path}: damaged or not a miiii file (not a JSON list)")
+    return entries
+
+
+def save_wall(run_dir, entries):
+    atomic_write(os.path.join(run_dir, WALL), lambda f: f.write(json.dumps(entries, indent=1).encode()))
+
+
+def _read_checkpoint_lazily(run_dir, read):
+    """read(npz, state skeleton) on the run's checkpoint.npz opened lazily: only the zip members `read`
+    asks for are decompressed. RunError naming the file when it is missing or damaged."""
+    path = os.path.join(run_dir, CHECKPOINT)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return read(z, json.loads(str(z["__meta__"]))["state"]["dict"])
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except Exception as e:  # zipfile.BadZipFile, ValueError, KeyError, ...: all mean damaged
+        raise damaged(path, e) from None
+
+
+def checkpoint_epoch(run_dir):
+    """The epoch a run's latest checkpoint has reached, from its JSON skeleton alone (no array is read)."""
+    return _read_checkpoint_lazily(run_dir, lambda z, state: int(state["epoch"]["value"]))
+
+
+def checkpoint_metrics(run_dir):
+    """(epoch, metrics) of a run's latest checkpoint, the metrics cut to the epochs logged; only the
+    metric arrays are decompressed, not the weights (for watching a run in training)."""
+    def read(z, state):
+        n_logged = state["n_logged"]["value"]
+        metrics = {k: z[v["array"]][:n_logged] for k, v in state["metrics"]["dict"].items()}
+        return int(state["epoch"]["value"]), metrics
+    return _read_checkpoint_lazily(run_dir, read)
+
+
+def read_files(run_dir, names):
+    """{name: bytes} of the files of `names` that the run directory holds (a run's outputs, to send or copy)."""
+    files = {}
+    for name in names:
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                files[name] = f.read()
+    return files
+
+
+def write_files(run_dir, files):
+    """Write {name: bytes} into run_dir, each file atomically, config.json last (it says whether the run
+    is complete, so it must not arrive before the files it vouches for)."""
+    os.makedirs(run_dir, exist_ok=True)
+    for name in sorted(files, key=lambda name: name == CONFIG):
+        atomic_write(os.path.join(run_dir, name), lambda f: f.write(files[name]))

@@ -9,63 +9,44 @@ training is read without disturbing it: from metrics.npz where its code writes o
 else from the metrics inside its checkpoint (only the metric arrays are decompressed).
 """
 import argparse
-import json
 import os
-import shutil
 import sys
 import time
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+sys.path[:0] = [p for p in (HERE, ROOT) if p not in sys.path]
+import rundir  # noqa: E402
 from registry import PAPER_TIERS, RUNS, paper_runs, wanted_epochs  # noqa: E402
+from runner import SMALL_OUTPUTS  # noqa: E402 (what is committed of a finished run, as of every run)
 
 DEFAULT_DIR = os.path.join(os.path.dirname(ROOT), "miiii-campaign")
-# what is committed of a finished run (as for every run in results/runs); params where figures need them
-SMALL_OUTPUTS = ("config.json", "metrics.npz", "omega.npz", "omega_talk.npz", "grad_norms.npz", "progress.npz",
-                 "analysis.json", "wall.json")
+# the runs whose params.npz is copied too: the figures need them
 WITH_PARAMS = ("paper-miiii-s0", "paper-nanda-s0")
 PROGRESS_TABLE = os.path.join("results", "paper_progress.md")
 
 
-def read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def checkpoint_metrics(path):
-    """(epoch, metrics) from a training checkpoint: its JSON skeleton names the arrays of state['metrics'],
-    and only those members of the zip are read."""
-    with np.load(path, allow_pickle=False) as z:
-        state = json.loads(str(z["__meta__"]))["state"]["dict"]
-        n_logged = state["n_logged"]["value"]
-        metrics = {k: z[v["array"]][:n_logged] for k, v in state["metrics"]["dict"].items()}
-    return state["epoch"]["value"], metrics
-
-
 def run_progress(run_dir):
     """What a run has reached: status, epoch, metrics (valid_acc (L, T), epochs (L,)), wall seconds, or None."""
-    config = read_json(os.path.join(run_dir, "config.json"))
+    config = rundir.read_config(run_dir)
     if config is None:
         return None
     status, epoch, metrics = config.get("status", "?"), None, None
-    metrics_path, ckpt = os.path.join(run_dir, "metrics.npz"), os.path.join(run_dir, "checkpoint.npz")
+    metrics_path = os.path.join(run_dir, rundir.METRICS)
     try:
-        if status == "complete" or not os.path.exists(ckpt):
+        if status == "complete" or not os.path.exists(os.path.join(run_dir, rundir.CHECKPOINT)):
             if os.path.exists(metrics_path):
-                with np.load(metrics_path) as z:
-                    metrics = {k: z[k] for k in ("epochs", "valid_acc", "train_acc")}
+                metrics = rundir.load_npz(metrics_path, ("epochs", "valid_acc", "train_acc"))
                 epoch = int(metrics["epochs"][-1])
         else:
-            epoch, metrics = checkpoint_metrics(ckpt)
-    except Exception as e:  # a checkpoint being replaced under us, or damaged: say so, read on
-        status = f"{status} (unreadable: {type(e).__name__})"
-    wall = read_json(os.path.join(run_dir, "wall.json")) or []
+            epoch, metrics = rundir.checkpoint_metrics(run_dir)
+    except (rundir.RunError, IndexError) as e:  # a damaged file, or no epoch logged: say so, read on
+        print(f"campaign.py: {e}", file=sys.stderr)
+        status = f"{status} (unreadable)"
+    try:
+        wall = rundir.load_wall(run_dir)
+    except rundir.RunError:
+        wall = []
     return {"config": config, "status": status, "epoch": epoch, "metrics": metrics,
             "seconds": sum(w.get("seconds", 0) for w in wall), "pieces": len(wall),
             "updated": max((os.path.getmtime(os.path.join(run_dir, f)) for f in os.listdir(run_dir)), default=0)}
@@ -101,17 +82,12 @@ def sync(runs_dir):
     copied = []
     for name, (group, flags) in paper_runs().items():
         src = os.path.join(runs_dir, name)
-        config = read_json(os.path.join(src, "config.json"))
+        config = rundir.read_config(src)
         if group != "paper" or not config or config.get("status") != "complete" \
                 or config.get("epochs") != wanted_epochs(flags):
             continue
-        dst = os.path.join(ROOT, RUNS, name)
-        os.makedirs(dst, exist_ok=True)
-        files = SMALL_OUTPUTS + (("params.npz",) if name in WITH_PARAMS else ())
-        for f in files:
-            if os.path.exists(os.path.join(src, f)):
-                shutil.copyfile(os.path.join(src, f), os.path.join(dst, f + ".tmp"))
-                os.replace(os.path.join(dst, f + ".tmp"), os.path.join(dst, f))
+        files = SMALL_OUTPUTS + ((rundir.PARAMS,) if name in WITH_PARAMS else ())
+        rundir.write_files(os.path.join(ROOT, RUNS, name), rundir.read_files(src, files))
         copied.append(name)
     return copied
 
@@ -131,7 +107,7 @@ def main(argv=None):
     print("\n".join(table))
     if args.sync:
         copied = sync(runs_dir)
-        code = read_json(os.path.join(runs_dir, next(iter(PAPER_TIERS)), "config.json")) or {}
+        code = rundir.read_config(os.path.join(runs_dir, next(iter(PAPER_TIERS)))) or {}
         lines = ["# The paper-scale campaign: progress", "",
                  f"Written by `python experiments/campaign.py --sync` at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
                  f" Code: commit `{code.get('code_commit')}` (a frozen clone); every run is the paper's configuration "

@@ -7,7 +7,6 @@
 Everything is read from the committed files of each run (config.json, metrics.npz, the analysis
 records, analysis.json, wall.json), so a fresh clone redraws the same report, byte for byte.
 """
-import json
 import os
 import sys
 
@@ -20,8 +19,8 @@ if ROOT not in sys.path:
 import fft_analysis as fa  # noqa: E402
 import figures  # noqa: E402
 import miiii  # noqa: E402
+import rundir  # noqa: E402
 from registry import FILTER_VARIANTS, REGISTRY, RUNS, SEEDS, flags_of  # noqa: E402
-from runner import run_config  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- collecting
@@ -29,19 +28,15 @@ def load(name, runs_dir=os.path.join(ROOT, RUNS)):
     """What the report needs of one finished run (config, metrics, analysis.json, records, wall time),
     or None when the run is not there or not complete."""
     d = os.path.join(runs_dir, name)
-    config = run_config(d)
-    if not config or not os.path.exists(os.path.join(d, "metrics.npz")):
+    config = rundir.read_config(d)
+    if not config or not os.path.exists(os.path.join(d, rundir.METRICS)):
         return None
     # a run being extended still holds the metrics of the length it finished: reported as such
     partial = config.get("status") != "complete"
-    with np.load(os.path.join(d, "metrics.npz")) as z:
-        metrics = {k: z[k] for k in z.files}
-    run = {"name": name, "dir": d, "config": config, "metrics": metrics, "partial": partial}
-    for key in ("analysis", "wall"):
-        path = os.path.join(d, f"{key}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                run[key] = json.load(f)
+    run = {"name": name, "dir": d, "config": config, "metrics": rundir.load_npz(os.path.join(d, rundir.METRICS)),
+           "partial": partial, "wall": rundir.load_wall(d)}
+    if os.path.exists(os.path.join(d, rundir.ANALYSIS)):
+        run["analysis"] = rundir.load_json(os.path.join(d, rundir.ANALYSIS))
     run.update(fa.load_records(d, progress_params=False))  # the parameter copies are large and not needed
     return run
 

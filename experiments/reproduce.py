@@ -22,7 +22,8 @@ import shlex
 import sys
 
 import registry
-import runner
+import runner  # first: it puts the repository root on sys.path
+import rundir
 
 ROOT = runner.ROOT
 
@@ -88,7 +89,7 @@ def main(argv=None):
         for name, flags in todo.items():  # --out as the runs are made: relative to the repository root by default
             out = os.path.join(runs_dir if args.runs_dir else registry.RUNS, name)
             print(shlex.join(["python", *runner.command(flags, out, args.threads,
-                                                        runner.run_config(os.path.join(runs_dir, name)))[1:]]))
+                                                        rundir.read_config(os.path.join(runs_dir, name)))[1:]]))
         if not todo:
             print(f"nothing missing: {len(runs)} runs present")
         return 0

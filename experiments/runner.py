@@ -24,7 +24,6 @@ there a trainer whose worker was killed trains on alone until it ends (the run d
 keeps a second one out). Ctrl-C of the client cancels the tasks, which stop their trainers (SIGTERM:
 a checkpoint) on the cluster too; Dask cannot stop a running task itself.
 """
-import json
 import os
 import signal
 import socket
@@ -32,7 +31,6 @@ import subprocess
 import sys
 import time
 import uuid
-import zipfile
 from concurrent.futures import CancelledError
 
 import numpy as np
@@ -47,8 +45,7 @@ from registry import RUNS, wanted_epochs  # noqa: E402
 
 # What a finished run sends back: what is committed of every run (config.json last: it says "complete");
 # params.npz too for the runs whose params .gitignore keeps (the figures need them).
-SMALL_OUTPUTS = ("metrics.npz", "omega.npz", "omega_talk.npz", "grad_norms.npz", "progress.npz", "analysis.json",
-                 "wall.json", "config.json")
+SMALL_OUTPUTS = (rundir.METRICS, *rundir.SERIES.values(), rundir.PROGRESS, rundir.ANALYSIS, rundir.WALL, rundir.CONFIG)
 PROGRESS_TOPIC = "miiii-progress"  # the Dask event topic of train_run's progress
 POLL_S = 5.0  # how often a task looks at its trainer (progress from the checkpoint)
 HEARTBEAT_S = 60.0  # how often a running piece's wall time is written, where pieces are kept
@@ -70,18 +67,9 @@ class RunnerError(Exception):
 
 
 # ---------------------------------------------------------------------------- a run directory
-def run_config(run_dir):
-    """The run's config.json, or None."""
-    try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def is_complete(run_dir, flags):
     """A run directory whose config.json says complete (miiii.py writes that last) at the wanted length."""
-    config = run_config(run_dir)
+    config = rundir.read_config(run_dir)
     return bool(config) and config.get("status") == "complete" and config.get("epochs") == wanted_epochs(flags)
 
 
@@ -96,12 +84,11 @@ def command(flags, out, threads=1, config=None):
 
 
 def checkpoint_epoch(run_dir):
-    """The epoch a run in training has reached, from its checkpoint's JSON skeleton (one small member
-    of the zip; no array is read), or None. The checkpoint is replaced by rename: old or new, never torn."""
+    """The epoch a run in training has reached (its checkpoint's), or None before its first checkpoint.
+    The checkpoint is replaced by rename: old or new, never torn."""
     try:
-        with np.load(os.path.join(run_dir, rundir.CHECKPOINT)) as z:
-            return int(json.loads(str(z["__meta__"]))["state"]["dict"]["epoch"]["value"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return rundir.checkpoint_epoch(run_dir)
+    except rundir.RunError:
         return None
 
 
@@ -121,14 +108,13 @@ def record_wall_time(run_dir, seconds, threads, side_by_side, piece=None, finish
     entry); side_by_side: the most runs its worker ran at once meanwhile, this one included.
     `piece`: the index of the entry to update (a running piece is rewritten every HEARTBEAT_S with
     finished false, so a piece cut short by the end of a session keeps the time it had); returns it."""
-    path = os.path.join(run_dir, "wall.json")
     try:
-        with open(path) as f:
-            entries = json.load(f)
-    except (OSError, ValueError):
+        entries = rundir.load_wall(run_dir)
+    except rundir.RunError:
         entries = []
-    entry = {"seconds": round(seconds, 1), "epochs": (run_config(run_dir) or {}).get("epochs"), "threads": threads,
-             "runs_side_by_side": side_by_side, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    entry = {"seconds": round(seconds, 1), "epochs": (rundir.read_config(run_dir) or {}).get("epochs"),
+             "threads": threads, "runs_side_by_side": side_by_side, "machine": machine(),
+             "date": time.strftime("%Y-%m-%d")}
     if not finished:
         entry["finished"] = False
     if piece is None or piece >= len(entries):
@@ -137,7 +123,7 @@ def record_wall_time(run_dir, seconds, threads, side_by_side, piece=None, finish
     else:
         entries[piece] = entry
     if os.path.isdir(run_dir):
-        rundir.atomic_write(path, lambda f: f.write(json.dumps(entries, indent=1).encode()))
+        rundir.save_wall(run_dir, entries)
     return piece
 
 
@@ -151,13 +137,7 @@ def kept_params(gitignore=os.path.join(ROOT, ".gitignore")):
 
 def small_outputs(run_dir, with_params):
     """{file name: bytes} of a finished run's small outputs, config.json last."""
-    names = (("params.npz",) if with_params else ()) + SMALL_OUTPUTS
-    files = {}
-    for name in names:
-        if os.path.exists(os.path.join(run_dir, name)):
-            with open(os.path.join(run_dir, name), "rb") as f:
-                files[name] = f.read()
-    return files
+    return rundir.read_files(run_dir, ((rundir.PARAMS,) if with_params else ()) + SMALL_OUTPUTS)
 
 
 # ---------------------------------------------------------------------------- on the worker
@@ -221,7 +201,7 @@ def train(spec, out, run_dir, log):
     returns (exit code, seconds)."""
     worker, threads, epochs = this_worker(), spec["threads"], wanted_epochs(spec["flags"])
     key = worker.get_current_task() if worker else None
-    cmd = command(spec["flags"], out, threads, run_config(run_dir))
+    cmd = command(spec["flags"], out, threads, rundir.read_config(run_dir))
     start = beat = time.time()
     piece, side_by_side, stopping = None, 1, False
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
@@ -276,7 +256,7 @@ def train_run(spec):
             if result["rc"] != 0:
                 holder = rundir.lock_holder(run_dir)  # another trainer came first (miiii.py refused)
                 return {**result, "status": "locked" if holder else "failed", "holder": holder}
-        if "--no-analysis" not in flags and (trained or not os.path.exists(os.path.join(run_dir, "analysis.json"))):
+        if "--no-analysis" not in flags and (trained or not os.path.exists(os.path.join(run_dir, rundir.ANALYSIS))):
             log.flush()
             subprocess.run([sys.executable, "fft_analysis.py", out], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
                            check=False, preexec_fn=die_with_parent())
@@ -352,9 +332,7 @@ def write_back(results_dir, result):
     dest = os.path.join(results_dir, result["name"])
     if result["host"] == socket.gethostname() and os.path.isdir(dest) and os.path.samefile(dest, result["out"]):
         return None
-    os.makedirs(dest, exist_ok=True)
-    for name in sorted(result["files"], key=lambda f: f == "config.json"):
-        rundir.atomic_write(os.path.join(dest, name), lambda f: f.write(result["files"][name]))
+    rundir.write_files(dest, result["files"])
     return dest
 
 
@@ -474,11 +452,11 @@ def machine_hours(runs, results_dir):
     cores (a one-thread run beside another on two cores used half the machine)."""
     per_epoch = {}
     for name, (_, flags) in runs.items():
-        d, config = os.path.join(results_dir, name), run_config(os.path.join(results_dir, name))
+        d = os.path.join(results_dir, name)
+        config = rundir.read_config(d)
         try:
-            with open(os.path.join(d, "wall.json")) as f:
-                wall = json.load(f)
-        except (OSError, ValueError):
+            wall = rundir.load_wall(d)
+        except rundir.RunError:
             continue
         if not is_complete(d, flags) or not wall:
             continue
