@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+import fourier
 import grokfast
 import rundir
 
@@ -186,6 +187,11 @@ def init_params(p, d, heads, moduli, seed=0):
     for name, (shape, fan_in) in param_shapes(p, d, heads, moduli).items():
         params[name] = (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
     return params
+
+
+def device_params(params):
+    """The parameters on the current backend (no copy when they are there already)."""
+    return {name: to_device(params[name]) for name in PARAM_NAMES}
 
 
 # ============================================================================ layers
@@ -944,6 +950,96 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
     return {name: to_host(w) for name, w in params.items()}, {**metrics, "step_loss": state["step_loss"]}
 
 
+# ============================================================================ training records
+# What the analysis needs of a run's path, recorded while it trains (docs/analysis.md, "Recorded during
+# training"), as hooks for train: Omega snapshots, neuron 0's spectrum for the talk's rule, gradient
+# norms and parameter copies, at the schedules of fourier.py. The hooks only read the weights and
+# gradients and draw no random numbers, so the weights are bit-identical with and without them.
+def talk_inputs(p):
+    """(p-1)^2 inputs with both digits non-zero, x0 fastest: row (x1 - 1)(p - 1) + (x0 - 1)."""
+    x = all_pairs(p)  # (N, 3), row x0 + x1 p
+    return x[(x[:, 0] > 0) & (x[:, 1] > 0)]  # (p-1)^2 rows, order kept: x1-major, x0 fastest
+
+
+def omega_snapshot(params, p):
+    """C(w), live neurons, r and the model's active frequencies (fourier.omega_from_hidden) of the
+    neurons on every input, on the current backend: the hidden layer only, no logits."""
+    return fourier.omega_from_hidden(hidden(device_params(params), to_device(all_pairs(p))), p)
+
+
+def talk_spectrum(params, p, x=None):
+    """Neuron 0's spectrum by the talk's rule (fourier.talk_neuron_spectrum), ((p-1)//2 + 1,) float64;
+    only the hidden layer's column 0 is computed. x: talk_inputs(p) on the backend, if there already."""
+    x = to_device(talk_inputs(p)) if x is None else x
+    values = to_host(hidden(device_params(params), x, fourier.TALK_NEURON))  # (M,), M = (p-1)^2
+    return fourier.talk_neuron_spectrum(values, p)
+
+
+def training_hooks(cfg, records, per_octave=fourier.SNAPSHOTS_PER_OCTAVE):
+    """Hook dicts for train that record Omega snapshots, talk spectra, gradient norms and parameter
+    copies into `records`, the records dict of rundir.py (its module doc).
+
+    Each record is keyed by epoch (an epoch seen twice is stored once); rundir.flush_records writes
+    them out at each checkpoint of a command-line run, rundir.finish_records at the end. A run
+    extended to more epochs calls this again with the new cfg and the old records: the new
+    length's schedules go on from there, the old records stay.
+    """
+    cfg = {**DEFAULTS, **cfg}
+    p, epochs = int(cfg["p"]), int(cfg["epochs"])
+    records.setdefault("p", p)
+    for key in ("omega", "omega_talk", "grad_norms", "snapshots", "progress"):
+        records[key] = rundir.by_epoch(records.get(key, {}))  # a checkpoint may have turned the keys into strings
+    records.setdefault("timing", {"snapshot_s": 0.0, "snapshots": 0})
+    records["constants"] = {"omega": {"freqs": fourier.frequency_index(p)}}  # omega.npz's columns: (k0, k1) of each w
+    talk_x = {}  # the talk's inputs on the backend, made at the first call (the backend is set by then)
+
+    def record_omega(epoch, params):
+        start = time.perf_counter()
+        records["omega"][int(epoch)] = omega_snapshot(params, p)
+        records["timing"]["snapshot_s"] += time.perf_counter() - start
+        records["timing"]["snapshots"] += 1
+
+    def record_talk(epoch, params):
+        if "x" not in talk_x:
+            talk_x["x"] = to_device(talk_inputs(p))
+        records["omega_talk"][int(epoch)] = talk_spectrum(params, p, talk_x["x"])
+
+    def record_grads(epoch, grads):
+        records["grad_norms"][int(epoch)] = grad_norms(grads)
+
+    def record_params(epoch, params):
+        # copies: training updates the arrays in place
+        records["snapshots"][int(epoch)] = {name: np.array(to_host(w), copy=True) for name, w in params.items()}
+
+    def record_progress(epoch, params):
+        # host float32 copies (training updates the arrays in place), for the progress measures
+        records["progress"][int(epoch)] = {name: np.array(to_host(params[name]), dtype=np.float32, copy=True)
+                                           for name in PARAM_NAMES}
+
+    table1 = {e for e in fourier.TABLE1_EPOCHS if e <= epochs}
+    return [
+        {"snapshot": record_omega, "snapshot_epochs": set(fourier.snapshot_epochs(epochs, per_octave).tolist())},
+        {"grads": record_grads},
+        {"snapshot": record_params, "snapshot_epochs": table1},
+        {"snapshot": record_talk, "snapshot_epochs": set(fourier.talk_epochs(epochs).tolist())},
+        {"snapshot": record_progress, "snapshot_epochs": set(fourier.progress_epochs(epochs).tolist())},
+    ]
+
+
+def records_bytes(cfg, weights):
+    """Bytes the training records of a run take at most, uncompressed: a copy of the weights
+    (`weights` bytes) at each progress and Table-1 epoch, and the Omega snapshots, talk spectra
+    and gradient norms twice (the segments, then the combined files), each segment with omega.npz's
+    frequency columns."""
+    E, p = int(cfg["epochs"]), int(cfg["p"])
+    copies = len(fourier.progress_epochs(E)) + sum(e <= E for e in fourier.TABLE1_EPOCHS)
+    F, S = len(fourier.frequency_index(p)), len(fourier.snapshot_epochs(E))
+    omega = S * F * (8 + 1) + S * F * 2 * 8  # counts, active per snapshot; freqs per segment (<= S of them)
+    talk = len(fourier.talk_epochs(E)) * ((p - 1) // 2 + 1) * 8
+    norms = len(log_epochs(E, int(cfg["log_every"]))) * len(PARAM_NAMES) * 8
+    return copies * weights + 2 * (omega + talk + norms)
+
+
 # ============================================================================ run directories
 # The format of a run directory (its files, atomic writes, checkpoints, records, the lock) is
 # rundir.py's. Here: what a miiii run writes into it (config.json, a checkpoint's hashes) and how the
@@ -1062,7 +1158,6 @@ def resume_run(out, cfg):
     if note is not None:
         os.replace(path, os.path.join(out, rundir.CHECKPOINT))
     return state, note
-
 
 
 def run_status(out):
@@ -1343,10 +1438,7 @@ def parse_command(argv):
 def check_disk(cfg, out, analysis):
     """UsageError unless the filesystem of `out` has room for what the run will still write there
     (estimate_disk_bytes, less what the directory already holds)."""
-    records = 0
-    if analysis:
-        import fft_analysis  # deferred, as in analysis_hooks: the records' schedules are the analysis's
-        records = fft_analysis.records_bytes(cfg, model_size(cfg)[1] * 4)
+    records = records_bytes(cfg, model_size(cfg)[1] * 4) if analysis else 0
     need = estimate_disk_bytes(cfg, records) - rundir.dir_bytes(out)
     free = rundir.free_bytes(out)
     if need > free:
@@ -1371,16 +1463,10 @@ def install_signal_handlers(flag):
 
 
 def analysis_hooks(cfg, records, enabled):
-    """The recording hooks of fft_analysis.py (Omega snapshots, talk spectra, gradient norms,
-    parameter copies); none with --no-analysis. Made either way: making them also readies the
-    records a checkpoint brought with it (an older checkpoint carries them inside), which are
-    still written out.
-
-    The import is deferred: fft_analysis builds on this module (imports flow fft_analysis -> miiii),
-    and the training CLI is the one place that composes the two.
-    """
-    import fft_analysis
-    hooks = fft_analysis.training_hooks(cfg, records)
+    """The training records' hooks (training_hooks); none with --no-analysis. Made either way: making
+    them also readies the records a checkpoint brought with it (an older checkpoint carries them
+    inside), which are still written out."""
+    hooks = training_hooks(cfg, records)
     return hooks if enabled else []
 
 
@@ -1558,6 +1644,4 @@ def train_locked(argv, undo):
 
 
 if __name__ == "__main__":
-    import miiii  # run as the module `miiii`, so fft_analysis (which imports miiii) sees the same backend
-
-    sys.exit(miiii.main())
+    sys.exit(main())
