@@ -78,13 +78,14 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 import fft_analysis as fa
+import fourier
 import miiii
 import rundir
 
 SIGNED = "RdBu_r"  # signed values: blue negative, white zero, red positive
 MAGNITUDE = "viridis"  # magnitudes (activations, power, counts, accuracy-by-task colours)
 FORMATS = ("png", "svg", "pdf")
-TALK_TABLE1 = fa.TALK_TABLE1  # the talk's Table 1 as printed (p = 113)
+TALK_TABLE1 = fourier.TALK_TABLE1  # the talk's Table 1 as printed (p = 113)
 TALK_POS = {"T_nanda": "0.95", "T_miiii": "\u22120.64 (printed 0.64)"}  # the talk's positional similarity
 MAX_OMEGA_ROWS = 60  # Figure 10 rows when no mixing frequency is ever active: this many highest counts
 LABELLED_ROWS = 60  # Figure 10 tick labels: every row up to this many rows, else evenly thinned
@@ -138,8 +139,8 @@ def draw_spectrum(ax, power, mark_active=True):
     extent = (-0.5, power.shape[1] - 0.5, -(p // 2) - 0.5, p - 1 - p // 2 + 0.5)  # pixel centres on integers
     im = ax.imshow(shown, origin="lower", cmap=MAGNITUDE, extent=extent, aspect="equal")
     if mark_active:
-        active = fa.neuron_active(power[None])[0]  # (F,) the w > mu + 2 sigma rule of fft_analysis
-        k = fa.frequency_index(p)[active]  # (n, 2) as (k0, k1)
+        active = fourier.neuron_active(power[None])[0]  # (F,) the w > mu + 2 sigma rule of fft_analysis
+        k = fourier.frequency_index(p)[active]  # (n, 2) as (k0, k1)
         size = max(6.0, (1.5 * 180 / p) ** 2)  # circles ~1.5 pixels wide: a ~180 pt tall panel holds p pixels
         ax.scatter(k[:, 1], signed_k(k[:, 0], p), s=size, facecolors="none", edgecolors="red",
                    linewidths=0.8 if p < 60 else 0.5)
@@ -271,7 +272,7 @@ def draw_omega(ax, omega, max_rows=None, xlabel=True):
 # ============================================================================ figures
 def pick_neuron(grids):
     """The neuron whose power is most concentrated in one frequency (the clearest wave)."""
-    power = fa.neuron_power(grids)  # (n, p, p//2+1)
+    power = fourier.neuron_power(grids)  # (n, p, p//2+1)
     total = power.reshape(len(power), -1).sum(axis=1)
     peak = power.reshape(len(power), -1).max(axis=1)
     concentration = np.where(total > 0, peak / np.where(total > 0, total, 1.0), -1.0)  # dead: -1
@@ -301,15 +302,15 @@ def fig_embedding_sinusoid(tok_emb, task="T_nanda"):
     the k periods fold onto one (cos(2 pi k x / p) = cos(2 pi (k x mod p) / p)), so the wave is plain.
     """
     p = tok_emb.shape[0] - 1
-    fourier = fa.embedding_fourier(tok_emb)
-    coeffs = fourier["coeffs"]  # (p, d)
-    k = int(np.argmax(fourier["energy"])) + 1  # the strongest frequency
-    labels = fa.fourier_labels(p)
+    embedding = fourier.embedding_fourier(tok_emb)
+    coeffs = embedding["coeffs"]  # (p, d)
+    k = int(np.argmax(embedding["energy"])) + 1  # the strongest frequency
+    labels = fourier.fourier_labels(p)
     wave_rows = [labels.index(f"cos {k}")] + ([labels.index(f"sin {k}")] if f"sin {k}" in labels else [])
     j = int(np.argmax((coeffs[wave_rows] ** 2).sum(axis=0)))  # the dimension most in tune with k
-    share = fa.frequency_energy(coeffs[:, j])[k - 1]  # share of the dimension's variance at k: the fit's R^2
+    share = fourier.frequency_energy(coeffs[:, j])[k - 1]  # share of the dimension's variance at k: the fit's R^2
     # the coefficients as a formula: B[cos row, 0] is the scale of the cos (and sin) row, B[0, 0] the const's
-    B = fa.fourier_basis(p)
+    B = fourier.fourier_basis(p)
     a = coeffs[wave_rows[0], j] * B[wave_rows[0], 0]
     b = coeffs[wave_rows[1], j] * B[wave_rows[0], 0] if len(wave_rows) > 1 else 0.0
     c, amp, phi = coeffs[0, j] * B[0, 0], float(np.hypot(a, b)), float(np.arctan2(b, a))
@@ -430,8 +431,8 @@ def fig_positional_embeddings(pos_nanda, pos_miiii):
     fmt = lambda v: "undefined" if np.isnan(v) else f"{v:.2f}"  # noqa: E731
     for a, pos, task in ((ax[0, 0], pos_nanda, "T_nanda"), (ax[1, 0], pos_miiii, "T_miiii")):
         im = a.imshow(pos, cmap=SIGNED, aspect="auto", vmin=symmetric(pos)[0], vmax=symmetric(pos)[1])
-        r = fa.positional_correlation(pos)
-        cos, dims = fa.positional_cosine(pos)
+        r = fourier.positional_correlation(pos)
+        cos, dims = fourier.positional_cosine(pos)
         a.set_yticks([0, 1, 2])
         a.set_yticklabels(["x0", "x1", "="])
         a.set_ylabel("position")
@@ -461,14 +462,14 @@ def fig_token_embeddings_fourier(tok_nanda, tok_miiii):
     fig, ax = new_figure(2, 1, 10.0, 8.6)
     listed = lambda keys: ", ".join(map(str, keys)) if keys else "none"  # noqa: E731
     for a, tok, task in ((ax[0, 0], tok_nanda, "T_nanda"), (ax[1, 0], tok_miiii, "T_miiii")):
-        fourier = fa.embedding_fourier(tok)
-        coeffs = fourier["coeffs"]  # (p, d)
-        labels = fa.fourier_labels(coeffs.shape[0])
+        embedding = fourier.embedding_fourier(tok)
+        coeffs = embedding["coeffs"]  # (p, d)
+        labels = fourier.fourier_labels(coeffs.shape[0])
         lo, hi = symmetric(coeffs)
         im = a.imshow(coeffs.T, cmap=SIGNED, aspect="auto", vmin=lo, vmax=hi)
-        keys = fourier["key_freqs"]
-        authors, _ = fa.key_frequencies_authors(tok)  # k = 0 (the constant) included
-        ks = frequency_ticks(len(fourier["energy"]), sorted(set(keys) | {k for k in authors if k > 0}))
+        keys = embedding["key_freqs"]
+        authors, _ = fourier.key_frequencies_authors(tok)  # k = 0 (the constant) included
+        ks = frequency_ticks(len(embedding["energy"]), sorted(set(keys) | {k for k in authors if k > 0}))
         a.set_xticks([0] + [frequency_column(k, labels) for k in ks])  # between the cos k and sin k columns
         a.set_xticklabels(["const"] + [str(k) for k in ks])
         for tick, k in zip(a.get_xticklabels()[1:], ks):
@@ -515,7 +516,7 @@ def fig_neuron_spectra(grids_nanda, grids_miiii, n=N_NEURONS):
     """
     fig, ax = new_figure(2, n, 3.0 * n, 7.6)
     for row, (grids, task) in enumerate(((grids_nanda, "T_nanda"), (grids_miiii, "T_miiii"))):
-        power = fa.neuron_power(grids[:n])  # (n, p, p//2+1)
+        power = fourier.neuron_power(grids[:n])  # (n, p, p//2+1)
         for j in range(n):
             im = draw_spectrum(ax[row, j], power[j])
             ax[row, j].set_title(f"{task}: neuron {j}")
@@ -540,13 +541,13 @@ def fig_active_frequencies(omega, task="T_miiii"):
 
 def draw_omega_counts(ax, omega, talk=None, xlabel=True):
     """The Omega count through training: ours (mixing frequencies active in the model, per snapshot)
-    and, if given, the talk's rule (fft_analysis.talk_omega: count per column, and as printed)."""
+    and, if given, the talk's rule (fourier.talk_omega: count per column, and as printed)."""
     epochs, ours = positive_epochs(omega["epochs"], mixing_counts(omega))
     ax.plot(epochs, ours, "o-", color="C0", markersize=2.5, linewidth=1.2,
             label="ours: mixing frequencies active in the model")
     if talk is not None:
         cols, counts = positive_epochs(talk["column_epochs"], talk["counts"])
-        printed = [fa.talk_printed(int(c)) for c in counts]
+        printed = [fourier.talk_printed(int(c)) for c in counts]
         ax.step(cols, counts, where="mid", color="C3", linewidth=1.2,
                 label=f"talk's rule: neuron 0, {talk['matrix'].shape[0]} bins > mean + 1 std")
         ax.step(cols, printed, where="mid", color="C3", linestyle=":", linewidth=1.2,
@@ -561,7 +562,7 @@ def draw_omega_counts(ax, omega, talk=None, xlabel=True):
 
 def fig_omega_and_accuracy(omega, metrics, moduli, task="T_miiii", talk=None):
     """Figure 11: Figure 10 (top), the Omega counts (middle) and the validation accuracy per task
-    (bottom), on one epoch axis. 3 panels. talk: fft_analysis.talk_omega of the run, or None."""
+    (bottom), on one epoch axis. 3 panels. talk: fourier.talk_omega of the run, or None."""
     height = omega_height(omega)
     fig = Figure(figsize=(10.0, height + 6.5), layout="constrained")
     top, middle, bottom = fig.subplots(3, 1, sharex=True, height_ratios=[height, 2.0, 3.0])
@@ -596,13 +597,13 @@ def table1_markdown(analysis, run_label="this run"):
 
     def by_epoch(values):
         values = {int(e): v for e, v in values.items()}
-        return [str(values[e]) if e in values else "-" for e in fa.TABLE1_EPOCHS]
+        return [str(values[e]) if e in values else "-" for e in fourier.TABLE1_EPOCHS]
 
     at = (talk or {}).get("table1", {})
     cols = (talk or {}).get("talk_columns", {})
     col_cells = [f"{v['printed']} ({v['count']})" for v in cols.values()] + ["-"] * (5 - len(cols))
     col_epochs = ", ".join(str(v["epoch"]) for v in cols.values())
-    lines = [row("epoch", [str(e) for e in fa.TABLE1_EPOCHS]), "|---|" + "---|" * len(fa.TABLE1_EPOCHS),
+    lines = [row("epoch", [str(e) for e in fourier.TABLE1_EPOCHS]), "|---|" + "---|" * len(fourier.TABLE1_EPOCHS),
              row(f"ours: mixing frequencies active in the model, {run_label}", by_epoch(analysis["active_freqs"])),
              row(f"talk's rule, count (neuron 0, nearest of 168 columns), {run_label}",
                  by_epoch({e: v["count"] for e, v in at.items()})),
@@ -610,7 +611,7 @@ def table1_markdown(analysis, run_label="this run"):
                  by_epoch({e: v["printed"] for e, v in at.items()})),
              row(f"talk's rule at the talk's columns 81, 101, 121, 141, 161"
                  + (f" (here epochs {col_epochs})" if cols else "") + ", printed (count)", col_cells),
-             row("talk (p = 113), as printed", [str(TALK_TABLE1[e]) for e in fa.TABLE1_EPOCHS])]
+             row("talk (p = 113), as printed", [str(TALK_TABLE1[e]) for e in fourier.TABLE1_EPOCHS])]
     if talk is None:
         lines.append("\nThe talk's rule: not recorded in this run (no omega_talk.npz).")
     elif talk.get("approximated_columns"):
@@ -627,7 +628,7 @@ def fig_singular_values(tok_nanda, tok_miiii):
     """
     fig, ax = new_figure(1, 2, 11.0, 4.2)
     for colour, tok, task in (("C0", tok_nanda, "T_nanda"), ("C1", tok_miiii, "T_miiii")):
-        svd = fa.embedding_svd(tok)
+        svd = fourier.embedding_svd(tok)
         s, cum = svd["singular_values"], svd["cum_energy"]
         i = np.arange(1, len(s) + 1)
         ax[0, 0].plot(i, s, "o-", color=colour, markersize=3, label=task)
@@ -677,8 +678,8 @@ def fig_attention(patterns, task):
 
 def fig_dft_matrix(p):
     """The real DFT matrix (Fourier basis) of size p (top) and three of its rows (bottom). 2 panels."""
-    B = fa.fourier_basis(p)
-    labels = fa.fourier_labels(p)
+    B = fourier.fourier_basis(p)
+    labels = fourier.fourier_labels(p)
     fig = Figure(figsize=(7.0, 9.0), layout="constrained")
     top, bottom = fig.subplots(2, 1, height_ratios=[2.2, 1])
     im = top.imshow(B, cmap=SIGNED, vmin=symmetric(B)[0], vmax=symmetric(B)[1], aspect="equal")
@@ -704,7 +705,7 @@ def fig_basis_control(grids_basis, n=N_NEURONS):
     The no-structure control: no single frequency should stand out, unlike Figures 8 and 9.
     """
     fig, ax = new_figure(2, n, 3.6 * n, 7.0)
-    power = fa.neuron_power(grids_basis[:n])
+    power = fourier.neuron_power(grids_basis[:n])
     for j in range(n):
         im = draw_grid(ax[0, j], grids_basis[j])
         ax[0, j].set_title(f"T_basis: neuron {j}")
@@ -890,10 +891,11 @@ def moduli(run):
 
 
 def talk_omega(run):
-    """fft_analysis.talk_omega of a loaded run (its omega_talk.npz), or None when it has none."""
+    """fourier.talk_omega of a loaded run (its omega_talk.npz), or None when it has none."""
     if "omega_talk" not in run:
         return None
-    return fa.talk_omega(run["omega_talk"]["epochs"], run["omega_talk"]["spectra"], int(run["metrics"]["epochs"][-1]))
+    return fourier.talk_omega(run["omega_talk"]["epochs"], run["omega_talk"]["spectra"],
+                              int(run["metrics"]["epochs"][-1]))
 
 
 def default_p(runs):

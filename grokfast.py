@@ -7,7 +7,7 @@ each function also returns what it changed, so call sites read like pure functio
 are plain dicts of arrays and Python scalars (what rundir.pack_tree checkpoints), and every filter
 updates its state from the raw gradient whatever lamb is, so lamb may change from step to step.
 
-Definitions (SPEC §4), g the raw gradient of one parameter at this step:
+Definitions (definitions §4, docs/definitions.md), g the raw gradient of one parameter at this step:
   AdamW, decoupled weight decay as PyTorch's `AdamW`:
       m <- b1 m + (1 - b1) g           v <- b2 v + (1 - b2) g^2
       m^ = m / (1 - b1^t)              v^ = v / (1 - b2^t)
@@ -66,7 +66,7 @@ def adamw_step(params, grads, state, lr, b1=0.9, b2=0.98, eps=1e-8, wd=0.0):
 # ---------------------------------------------------------------- GrokFast-EMA
 
 def ema_init(params):
-    """The EMA of gradients, starting at zero (SPEC §4). Also the state of the 'norm' filter."""
+    """The EMA of gradients, starting at zero (definitions §4). Also the state of the 'norm' filter."""
     return {"ema": {name: w * 0 for name, w in params.items()}}
 
 

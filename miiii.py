@@ -1,13 +1,12 @@
 """miiii: a one-block transformer that groks modular arithmetic, with backprop written by hand.
 
-Tasks, model (forward and backward), training loop and command line. Definitions follow
-SPEC.md (in the project's shared notes) and are summarised in README.md.
-
     python miiii.py --task miiii --p 113          # the paper's configuration (CPU: hours)
     python miiii.py --task nanda --p 23 --gpu     # the same code on CuPy
 
-Layout of this file: backend, tasks, parameters, layers (each a *_forward / *_backward pair),
-the whole model and its loss, the optimiser loop, run directories, command line.
+The math first: tasks, parameters, layers (each a *_forward / *_backward pair), the loss, the model,
+the training loop and what it records for the analysis (built on fourier.py). Then the glue: run
+directories (their format is rundir.py's) and the command line. Definitions: docs/definitions.md,
+cited as "definitions §N"; the analysis rules: docs/analysis.md. A walk through this file: README.md.
 """
 import argparse
 import contextlib
@@ -23,39 +22,20 @@ import time
 
 import numpy as np
 
+import fourier
 import grokfast
 import rundir
 
+
 # ============================================================================ backend
-# `xp` is the array module every hot-path function uses: numpy, or cupy after use_backend("cupy").
-# Host-side work (task tables, initial weights, logging) always uses numpy (`np`).
+# `xp` is the array module every hot-path function uses: numpy, or cupy after use_backend("cupy")
+# (with the command line, at the end of this file). Host-side work (task tables, initial weights,
+# logging) always uses numpy (`np`).
 xp = np
 
 
 class UsageError(Exception):
     """Bad input from the user: reported as one line on stderr, exit code 2."""
-
-
-def use_backend(name):
-    """Select the array module: 'numpy' or 'cupy'. Raises UsageError if CuPy or a GPU is missing."""
-    global xp
-    if name == "numpy":
-        xp = np
-        return xp
-    if name != "cupy":
-        raise UsageError(f"unknown backend {name!r}")
-    try:
-        import cupy
-    except Exception:  # ImportError, or a CuPy that fails to load its CUDA libraries
-        raise UsageError("--gpu: CuPy is not installed (pip install cupy-cuda12x), run without --gpu")
-    try:
-        n_devices = cupy.cuda.runtime.getDeviceCount()
-    except Exception:
-        n_devices = 0
-    if n_devices < 1:
-        raise UsageError("--gpu: no CUDA device found, run without --gpu")
-    xp = cupy
-    return xp
 
 
 def to_host(a):
@@ -120,7 +100,7 @@ def make_task(task, p, train_frac=0.5, seed=0):
 
     Returns a dict: x (N, 3) int64, y (N, T) int64, moduli (the q of each task), classes (output
     classes per task: q, or 2 for `divisible`), mask (T,) loss weights, train / valid index arrays,
-    and task, p, seed. Sample i stands for n = i = x0 + x1 * p (SPEC §1).
+    and task, p, seed. Sample i stands for n = i = x0 + x1 * p (definitions §1).
     """
     check_task_args(task, p, train_frac)
     rng = np.random.default_rng(seed)
@@ -158,7 +138,7 @@ PARAM_NAMES = ("tok_emb", "pos_emb", "W_Q", "W_K", "W_V", "W_O", "W_in", "W_out"
 
 
 def param_shapes(p, d, heads, classes):
-    """SPEC §2 names and shapes; each entry is (shape, fan_in) for He initialisation."""
+    """The names and shapes of definitions §2; each entry is (shape, fan_in) for He initialisation."""
     dh = d // heads
     C = int(sum(classes))
     return {
@@ -186,6 +166,11 @@ def init_params(p, d, heads, moduli, seed=0):
     for name, (shape, fan_in) in param_shapes(p, d, heads, moduli).items():
         params[name] = (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
     return params
+
+
+def device_params(params):
+    """The parameters on the current backend (no copy when they are there already)."""
+    return {name: to_device(params[name]) for name in PARAM_NAMES}
 
 
 # ============================================================================ layers
@@ -390,7 +375,7 @@ def unembed_backward(dlogits, cache):
     return dlogits @ W_U.T, {"W_U": z2.T @ dlogits}  # (N, C) -> (N, d); (d, N) @ (N, C)
 
 
-# ---------------------------------------------------------------------------- task heads
+# ============================================================================ the loss, per task head
 _layouts = {}
 
 
@@ -480,9 +465,9 @@ def softmax_parts(logits, target, shift, layout, out=None):
 
 
 def cross_entropy_forward(logits, y, classes, mask=None):
-    """SPEC §3 multi-task loss: sum_t m_t CE_t / ln q_t / sum_t m_t, free of softmax collapse.
+    """The multi-task loss of definitions §3: sum_t m_t CE_t / ln q_t / sum_t m_t, free of softmax collapse.
 
-    Precision (SPEC §3): the exponentials are taken in the logits' dtype (float32 in training), the
+    Precision (definitions §3): the exponentials are taken in the logits' dtype (float32 in training), the
     per-head sums and the log in float64. The target's probability is never formed as a number near
     1: with rest = the other classes' mass and e_t = exp(target), -log p_t = log1p(rest / e_t) and
     the target's gradient is -rest / (rest + e_t), so a dominant target still gets its (tiny) loss
@@ -611,7 +596,7 @@ def backward(dlogits, cache):
 
 
 def loss_and_grads(params, x, y, moduli, mask=None, dropout=0.0, rng=None):
-    """The SPEC §3 loss on (x, y) and its gradient for every parameter.
+    """The loss of definitions §3 on (x, y) and its gradient for every parameter.
 
     `moduli`: output classes per task head (q, or 2 for `divisible`); `mask`: loss weights (T,).
     """
@@ -659,13 +644,43 @@ def evaluate(params, x, y, classes, index_sets, collapse=False):
     return out
 
 
-# ============================================================================ training
-DEFAULTS = {
-    "task": "miiii", "p": 113, "d": 256, "heads": 4, "lr": 3e-4, "wd": 1.0 / 3.0, "dropout": 0.1,
-    "lamb": 0.5, "alpha": 0.98, "filter": "ema", "window": 100, "train_frac": 0.5,
-    "epochs": 65536, "seed": 0, "b1": 0.9, "b2": 0.98, "eps": 1e-8, "log_every": 0, "gpu": False,
-    "alpha_fast": 0.9, "lamb_schedule": "constant",
+# ============================================================================ settings
+# Every setting of a run, once: its default, what it changes, and its --help line (the default is
+# added to it). What it changes: "trajectory", the weights' path; "length", only how far the path
+# goes and where metrics are logged (a run extended to N epochs has the weights of a run of N epochs);
+# "later", a trajectory setting added after the first runs were made: a config.json without it means
+# its default, and at its default it is left out of the hash, so older runs keep their hash and
+# directory name. Every setting is in the config hash (config_hash).
+SETTINGS = {
+    "task": ("miiii", "trajectory", f"one of {', '.join(TASKS)}"),
+    "p": (113, "trajectory", "base p: inputs 0 <= x0, x1 < p"),
+    "d": (256, "trajectory", "model width"),
+    "heads": (4, "trajectory", "attention heads"),
+    "lr": (3e-4, "trajectory", "AdamW learning rate"),
+    "wd": (1.0 / 3.0, "trajectory", "AdamW weight decay"),
+    "dropout": (0.1, "trajectory", "dropout rate"),
+    "lamb": (0.5, "trajectory", "GrokFast lambda"),
+    "alpha": (0.98, "trajectory", "GrokFast-EMA alpha"),
+    "filter": ("ema", "trajectory", "gradient filter: ema, ma, none, norm (the EMA mixture normalised by "
+               "1 + lambda) or bandpass (difference of two EMAs)"),
+    "window": (100, "trajectory", "GrokFast-MA window"),
+    "train_frac": (0.5, "trajectory", "share of the p^2 pairs trained on"),
+    "epochs": (65536, "length", "full-batch steps"),
+    "seed": (0, "trajectory", "seed of weights, split, dropout"),
+    "b1": (0.9, "trajectory", "AdamW beta1"),
+    "b2": (0.98, "trajectory", "AdamW beta2"),
+    "eps": (1e-8, "trajectory", "AdamW epsilon"),
+    "log_every": (0, "length", "log metrics every k epochs, besides epochs 0, 1, 2, 4, ...; "
+                  "0: k = max(10, epochs/1000)"),
+    "gpu": (False, "trajectory", "run on a CUDA GPU with CuPy"),
+    "alpha_fast": (0.9, "later", "the faster EMA's alpha of the band-pass filter"),
+    "lamb_schedule": ("constant", "later", "constant, or gap: lambda scaled by the validation-training "
+                      "loss gap at the last logged epoch"),
 }
+DEFAULTS = {name: default for name, (default, _, _) in SETTINGS.items()}
+RESULT_KEYS = tuple(SETTINGS)  # the hashed settings: all of them
+LATER_KEYS = tuple(name for name, (_, changes, _) in SETTINGS.items() if changes == "later")
+TRAJECTORY_KEYS = tuple(name for name, (_, changes, _) in SETTINGS.items() if changes != "length")
 RUN_KEYS = ("extended_from", "threads")  # what the CLI adds about the run directory; not settings
 
 
@@ -680,6 +695,37 @@ def settings(config):
     return cfg
 
 
+def validate(cfg):
+    """Check every setting; raise UsageError with one line for the first bad one. Returns a warning or None."""
+    checks = [
+        (cfg["d"] >= 1, f"--d must be >= 1, got {cfg['d']}"),
+        (cfg["heads"] >= 1, f"--heads must be >= 1, got {cfg['heads']}"),
+        (cfg["heads"] < 1 or cfg["d"] % cfg["heads"] == 0,
+         f"--d {cfg['d']} is not divisible by --heads {cfg['heads']}"),
+        (cfg["lr"] > 0 and math.isfinite(cfg["lr"]), f"--lr must be a positive number, got {cfg['lr']}"),
+        (cfg["wd"] >= 0 and math.isfinite(cfg["wd"]), f"--wd must be >= 0, got {cfg['wd']}"),
+        (0.0 <= cfg["dropout"] < 1.0, f"--dropout must be in [0, 1), got {cfg['dropout']}"),
+        (cfg["lamb"] >= 0 and math.isfinite(cfg["lamb"]), f"--lamb must be >= 0, got {cfg['lamb']}"),
+        (0.0 <= cfg["alpha"] < 1.0, f"--alpha must be in [0, 1), got {cfg['alpha']}"),
+        (cfg["filter"] in grokfast.FILTERS,
+         f"--filter must be one of {', '.join(grokfast.FILTERS)}, got {cfg['filter']!r}"),
+        (cfg["window"] >= 1, f"--window must be >= 1, got {cfg['window']}"),
+        (0.0 <= cfg["alpha_fast"] < 1.0, f"--alpha-fast must be in [0, 1), got {cfg['alpha_fast']}"),
+        (cfg["lamb_schedule"] in grokfast.SCHEDULES,
+         f"--lamb-schedule must be one of {', '.join(grokfast.SCHEDULES)}, got {cfg['lamb_schedule']!r}"),
+        (cfg["epochs"] >= 0, f"--epochs must be >= 0, got {cfg['epochs']}"),
+        (cfg["seed"] >= 0, f"--seed must be >= 0, got {cfg['seed']}"),
+        (0.0 <= cfg["b1"] < 1.0 and 0.0 <= cfg["b2"] < 1.0, "--b1 and --b2 must be in [0, 1)"),
+        (cfg["eps"] > 0 and math.isfinite(cfg["eps"]), f"--eps must be > 0, got {cfg['eps']}"),
+        (cfg["log_every"] >= 0, f"--log-every must be >= 0, got {cfg['log_every']}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    return check_task_args(cfg["task"], cfg["p"], cfg["train_frac"])
+
+
+# ============================================================================ training
 METRIC_KEYS = ("train_loss", "valid_loss", "train_acc", "valid_acc", "collapse_sum", "collapse_grad")
 # collapse_*: shares of the training samples where a naive float32 softmax would sum to exactly 1 /
 # give the target exactly zero gradient (softmax_collapse), per task
@@ -711,48 +757,6 @@ def dropout_rng(seed, epoch):
     if xp is np:
         return np.random.default_rng([seed, epoch])
     return xp.random.default_rng(seed * 1_000_003 + epoch)  # one integer: portable across CuPy versions
-
-
-def make_progress(total, stream=None):
-    """A progress line on stderr: rewritten in place on a terminal, one line every few seconds otherwise.
-
-    Returns update(epoch, loss, acc, force=False); acc is (train_acc, valid_acc) per task at the last
-    logged epoch, or None before the first.
-    """
-    stream = stream or sys.stderr
-    tty = hasattr(stream, "isatty") and stream.isatty()
-    every = 0.2 if tty else 5.0
-    clock = {"start": time.time(), "last": 0.0, "first_epoch": None}
-
-    def update(epoch, loss, acc, force=False):
-        now = time.time()
-        if clock["first_epoch"] is None:
-            clock["first_epoch"] = epoch  # a resumed run measures its speed from where it resumed
-        if force and clock.get("shown") == epoch:  # the final line is already there
-            stream.write("\n" if tty else "")
-            return
-        if not force and now - clock["last"] < every:
-            return
-        clock["last"], clock["shown"] = now, epoch
-        rate = (epoch - clock["first_epoch"]) / max(now - clock["start"], 1e-9)
-        eta = (total - epoch) / rate if rate > 0 else float("inf")
-        shown = "" if acc is None else (f"  train acc {acc[0].mean():.3f}  valid acc min {acc[1].min():.3f} "
-                                        f"mean {acc[1].mean():.3f}")
-        line = f"epoch {epoch}/{total}  loss {loss:.4f}{shown}  {rate:.2f} ep/s  ETA {format_seconds(eta)}"
-        if tty:
-            stream.write("\r" + line.ljust(100) + ("\n" if force else ""))
-        else:
-            stream.write(line + "\n")
-        stream.flush()
-
-    return update
-
-
-def format_seconds(s):
-    if not math.isfinite(s):
-        return "?"
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def call_hooks(hooks, kind, epoch, *args):
@@ -824,24 +828,6 @@ def check_finite(epoch, loss, grads):
     bad = [name for name, v in norms.items() if not math.isfinite(v)]
     where = f"gradient of {bad[0]}" if bad else "loss"
     raise NonFinite(f"non-finite {where} at epoch {epoch} (loss {loss})")
-
-
-def keep_freed_memory():
-    """Ask glibc's malloc to serve large arrays from its heap and keep what is freed (no-op elsewhere).
-
-    A training step allocates and frees the same (N, C) and (N, 4d) arrays every epoch. Above 32 MB
-    glibc maps each one fresh from the kernel and returns it on free, so every step pays the page
-    faults again: ~2.5 ms per 38 MB array at the paper's size, 10-15 % of a step. Raising the mmap and
-    trim thresholds lets freed blocks be reused. The process keeps its peak memory, which a training
-    run reaches every step anyway.
-    """
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: allocate up to 1 GiB from the heap
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
-        pass
 
 
 def loss_signals(metrics, state, mask):
@@ -944,23 +930,100 @@ def train(config, progress=True, hooks=(), state=None, checkpoint=None, checkpoi
     return {name: to_host(w) for name, w in params.items()}, {**metrics, "step_loss": state["step_loss"]}
 
 
+# ============================================================================ training records
+# What the analysis needs of a run's path, recorded while it trains (docs/analysis.md, "Recorded during
+# training"), as hooks for train: Omega snapshots, neuron 0's spectrum for the talk's rule, gradient
+# norms and parameter copies, at the schedules of fourier.py. The hooks only read the weights and
+# gradients and draw no random numbers, so the weights are bit-identical with and without them.
+def talk_inputs(p):
+    """(p-1)^2 inputs with both digits non-zero, x0 fastest: row (x1 - 1)(p - 1) + (x0 - 1)."""
+    x = all_pairs(p)  # (N, 3), row x0 + x1 p
+    return x[(x[:, 0] > 0) & (x[:, 1] > 0)]  # (p-1)^2 rows, order kept: x1-major, x0 fastest
+
+
+def omega_snapshot(params, p):
+    """C(w), live neurons, r and the model's active frequencies (fourier.omega_from_hidden) of the
+    neurons on every input, on the current backend: the hidden layer only, no logits."""
+    return fourier.omega_from_hidden(hidden(device_params(params), to_device(all_pairs(p))), p)
+
+
+def talk_spectrum(params, p, x=None):
+    """Neuron 0's spectrum by the talk's rule (fourier.talk_neuron_spectrum), ((p-1)//2 + 1,) float64;
+    only the hidden layer's column 0 is computed. x: talk_inputs(p) on the backend, if there already."""
+    x = to_device(talk_inputs(p)) if x is None else x
+    values = to_host(hidden(device_params(params), x, fourier.TALK_NEURON))  # (M,), M = (p-1)^2
+    return fourier.talk_neuron_spectrum(values, p)
+
+
+def training_hooks(cfg, records, per_octave=fourier.SNAPSHOTS_PER_OCTAVE):
+    """Hook dicts for train that record Omega snapshots, talk spectra, gradient norms and parameter
+    copies into `records`, the records dict of rundir.py (its module doc).
+
+    Each record is keyed by epoch (an epoch seen twice is stored once); rundir.flush_records writes
+    them out at each checkpoint of a command-line run, rundir.finish_records at the end. A run
+    extended to more epochs calls this again with the new cfg and the old records: the new
+    length's schedules go on from there, the old records stay.
+    """
+    cfg = {**DEFAULTS, **cfg}
+    p, epochs = int(cfg["p"]), int(cfg["epochs"])
+    records.setdefault("p", p)
+    for key in ("omega", "omega_talk", "grad_norms", "snapshots", "progress"):
+        records[key] = rundir.by_epoch(records.get(key, {}))  # a checkpoint may have turned the keys into strings
+    records.setdefault("timing", {"snapshot_s": 0.0, "snapshots": 0})
+    records["constants"] = {"omega": {"freqs": fourier.frequency_index(p)}}  # omega.npz's columns: (k0, k1) of each w
+    talk_x = {}  # the talk's inputs on the backend, made at the first call (the backend is set by then)
+
+    def record_omega(epoch, params):
+        start = time.perf_counter()
+        records["omega"][int(epoch)] = omega_snapshot(params, p)
+        records["timing"]["snapshot_s"] += time.perf_counter() - start
+        records["timing"]["snapshots"] += 1
+
+    def record_talk(epoch, params):
+        if "x" not in talk_x:
+            talk_x["x"] = to_device(talk_inputs(p))
+        records["omega_talk"][int(epoch)] = talk_spectrum(params, p, talk_x["x"])
+
+    def record_grads(epoch, grads):
+        records["grad_norms"][int(epoch)] = grad_norms(grads)
+
+    def record_params(epoch, params):
+        # copies: training updates the arrays in place
+        records["snapshots"][int(epoch)] = {name: np.array(to_host(w), copy=True) for name, w in params.items()}
+
+    def record_progress(epoch, params):
+        # host float32 copies (training updates the arrays in place), for the progress measures
+        records["progress"][int(epoch)] = {name: np.array(to_host(params[name]), dtype=np.float32, copy=True)
+                                           for name in PARAM_NAMES}
+
+    table1 = {e for e in fourier.TABLE1_EPOCHS if e <= epochs}
+    return [
+        {"snapshot": record_omega, "snapshot_epochs": set(fourier.snapshot_epochs(epochs, per_octave).tolist())},
+        {"grads": record_grads},
+        {"snapshot": record_params, "snapshot_epochs": table1},
+        {"snapshot": record_talk, "snapshot_epochs": set(fourier.talk_epochs(epochs).tolist())},
+        {"snapshot": record_progress, "snapshot_epochs": set(fourier.progress_epochs(epochs).tolist())},
+    ]
+
+
+def records_bytes(cfg, weights):
+    """Bytes the training records of a run take at most, uncompressed: a copy of the weights
+    (`weights` bytes) at each progress and Table-1 epoch, and the Omega snapshots, talk spectra
+    and gradient norms twice (the segments, then the combined files), each segment with omega.npz's
+    frequency columns."""
+    E, p = int(cfg["epochs"]), int(cfg["p"])
+    copies = len(fourier.progress_epochs(E)) + sum(e <= E for e in fourier.TABLE1_EPOCHS)
+    F, S = len(fourier.frequency_index(p)), len(fourier.snapshot_epochs(E))
+    omega = S * F * (8 + 1) + S * F * 2 * 8  # counts, active per snapshot; freqs per segment (<= S of them)
+    talk = len(fourier.talk_epochs(E)) * ((p - 1) // 2 + 1) * 8
+    norms = len(log_epochs(E, int(cfg["log_every"]))) * len(PARAM_NAMES) * 8
+    return copies * weights + 2 * (omega + talk + norms)
+
+
 # ============================================================================ run directories
 # The format of a run directory (its files, atomic writes, checkpoints, records, the lock) is
 # rundir.py's. Here: what a miiii run writes into it (config.json, a checkpoint's hashes) and how the
 # command line checkpoints, resumes and finishes a run.
-RESULT_KEYS = ("task", "p", "d", "heads", "lr", "wd", "dropout", "lamb", "alpha", "filter", "window",
-               "train_frac", "epochs", "seed", "b1", "b2", "eps", "log_every", "gpu",
-               "alpha_fast", "lamb_schedule")
-# Settings added after the first runs were made: a config.json without them means their default, and
-# at their default they are left out of the hash, so older runs keep their hash and directory name.
-LATER_KEYS = ("alpha_fast", "lamb_schedule")
-
-
-# Settings that change the weights' trajectory; `epochs` and `log_every` only say how far it goes
-# and where metrics are logged, so a run extended to N epochs has the weights of a run of N epochs.
-TRAJECTORY_KEYS = tuple(k for k in RESULT_KEYS if k not in ("epochs", "log_every"))
-
-
 def config_hash(cfg, keys=RESULT_KEYS):
     """Short hash of every setting that changes the result (the output path is not one of them)."""
     blob = json.dumps({k: cfg[k] for k in keys if not (k in LATER_KEYS and cfg[k] == DEFAULTS[k])},
@@ -1064,7 +1127,6 @@ def resume_run(out, cfg):
     return state, note
 
 
-
 def run_status(out):
     """rundir.run_status for a miiii run: its status, and its config.json with the settings added
     later filled in at their defaults (see LATER_KEYS)."""
@@ -1158,17 +1220,17 @@ def estimate_bytes(cfg):
     return cfg["p"] ** 2 * per_sample + n_params * 4 * opt_copies
 
 
-def estimate_disk_bytes(cfg, records_bytes=0):
+def estimate_disk_bytes(cfg, records=0):
     """Bytes a run directory needs at most, uncompressed (deflate saves ~10 % on weights): three
     checkpoints while one is written (the new one, the latest, the previous), each the weights,
     two AdamW moments and the filter's state plus the metrics and step losses; metrics.npz and
-    params.npz; and the analysis records (records_bytes: fft_analysis.records_bytes)."""
+    params.npz; and the training records (`records` bytes: records_bytes)."""
     tasks = 1 if cfg["task"] == "nanda" else len(primes_below(cfg["p"]))
     weights = model_size(cfg)[1] * 4
     epochs = int(cfg["epochs"])
     metrics = len(log_epochs(epochs, int(cfg["log_every"]))) * tasks * 8 * len(METRIC_KEYS) + epochs * 8
     checkpoint = weights * (3 + filter_copies(cfg)) + metrics
-    return 3 * checkpoint + weights + metrics + records_bytes
+    return 3 * checkpoint + weights + metrics + records
 
 
 def format_bytes(n):
@@ -1190,6 +1252,28 @@ def available_bytes():
 
 
 # ============================================================================ command line
+def use_backend(name):
+    """Select the array module: 'numpy' or 'cupy'. Raises UsageError if CuPy or a GPU is missing."""
+    global xp
+    if name == "numpy":
+        xp = np
+        return xp
+    if name != "cupy":
+        raise UsageError(f"unknown backend {name!r}")
+    try:
+        import cupy
+    except Exception:  # ImportError, or a CuPy that fails to load its CUDA libraries
+        raise UsageError("--gpu: CuPy is not installed (pip install cupy-cuda12x), run without --gpu")
+    try:
+        n_devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        n_devices = 0
+    if n_devices < 1:
+        raise UsageError("--gpu: no CUDA device found, run without --gpu")
+    xp = cupy
+    return xp
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit code 2."""
 
@@ -1197,39 +1281,27 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def shown_default(value):
+    """A default as --help prints it: 3 significant digits for a float (1/3 -> 0.333)."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def build_parser(suppress=False):
-    """The CLI; with suppress=True, flags not given are absent (to see what a user set explicitly)."""
-    D = {k: argparse.SUPPRESS for k in DEFAULTS} if suppress else DEFAULTS
+    """The CLI; with suppress=True, flags not given are absent (to see what a user set explicitly).
+
+    One flag per SETTINGS entry (its type from its default's; a False default is a switch), then the
+    flags of the command itself."""
     prog = os.path.basename(sys.argv[0]) or "miiii"  # as invoked: miiii.py, or the `miiii` command
     ap = OneLineParser(prog=prog, description="Train a one-block transformer on modular arithmetic "
                        "tasks (hand-written backprop, NumPy or CuPy). Defaults are the paper's.",
                        argument_default=argparse.SUPPRESS if suppress else None)
-    ap.add_argument("--task", default=D["task"], help=f"one of {', '.join(TASKS)} (default: miiii)")
-    ap.add_argument("--p", type=int, default=D["p"], help="base p: inputs 0 <= x0, x1 < p (default: 113)")
-    ap.add_argument("--d", type=int, default=D["d"], help="model width (default: 256)")
-    ap.add_argument("--heads", type=int, default=D["heads"], help="attention heads (default: 4)")
-    ap.add_argument("--lr", type=float, default=D["lr"], help="AdamW learning rate (default: 3e-4)")
-    ap.add_argument("--wd", type=float, default=D["wd"], help="AdamW weight decay (default: 1/3)")
-    ap.add_argument("--dropout", type=float, default=D["dropout"], help="dropout rate (default: 0.1)")
-    ap.add_argument("--lamb", type=float, default=D["lamb"], help="GrokFast lambda (default: 0.5)")
-    ap.add_argument("--alpha", type=float, default=D["alpha"], help="GrokFast-EMA alpha (default: 0.98)")
-    ap.add_argument("--filter", default=D["filter"], help="gradient filter: ema, ma, none, norm (the EMA "
-                    "mixture normalised by 1 + lambda) or bandpass (difference of two EMAs) (default: ema)")
-    ap.add_argument("--window", type=int, default=D["window"], help="GrokFast-MA window (default: 100)")
-    ap.add_argument("--alpha-fast", type=float, default=D["alpha_fast"], help="the faster EMA's alpha of "
-                    "the band-pass filter (default: 0.9)")
-    ap.add_argument("--lamb-schedule", default=D["lamb_schedule"], help="constant, or gap: lambda scaled by "
-                    "the validation-training loss gap at the last logged epoch (default: constant)")
-    ap.add_argument("--train-frac", type=float, default=D["train_frac"], help="share of the p^2 pairs "
-                    "trained on (default: 0.5)")
-    ap.add_argument("--epochs", type=int, default=D["epochs"], help="full-batch steps (default: 65536)")
-    ap.add_argument("--seed", type=int, default=D["seed"], help="seed of weights, split, dropout (default: 0)")
-    ap.add_argument("--b1", type=float, default=D["b1"], help="AdamW beta1 (default: 0.9)")
-    ap.add_argument("--b2", type=float, default=D["b2"], help="AdamW beta2 (default: 0.98)")
-    ap.add_argument("--eps", type=float, default=D["eps"], help="AdamW epsilon (default: 1e-8)")
-    ap.add_argument("--log-every", type=int, default=D["log_every"], help="log metrics every k epochs, "
-                    "besides epochs 0, 1, 2, 4, ... (default 0: k = max(10, epochs/1000))")
-    ap.add_argument("--gpu", action="store_true", default=D["gpu"], help="run on a CUDA GPU with CuPy")
+    for name, (default, _, text) in SETTINGS.items():
+        flag, given = "--" + name.replace("_", "-"), argparse.SUPPRESS if suppress else default
+        if isinstance(default, bool):
+            ap.add_argument(flag, action="store_true", default=given, help=text)
+        else:
+            ap.add_argument(flag, type=type(default), default=given,
+                            help=f"{text} (default: {shown_default(default)})")
     ap.add_argument("--out", help="run directory (default: runs/<task>-p<p>-<config hash>)")
     ap.add_argument("--force", action="store_true", help="start over in --out, removing the results it holds")
     ap.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint; "
@@ -1237,41 +1309,13 @@ def build_parser(suppress=False):
     ap.add_argument("--checkpoint-every", type=int, help="checkpoint every k epochs "
                     "(default 0: every ~3 minutes of training)")
     ap.add_argument("--no-analysis", action="store_true", help="skip the Omega snapshots and gradient "
-                    "norms that fft_analysis.py records during training")
+                    "norms recorded during training for fft_analysis.py")
     ap.add_argument("--threads", type=int, help="cap the BLAS threads of this run (default: all cores); "
-                    "for runs side by side, give each --threads 1. Does not change results or the hash")
+                    "for runs side by side, give each --threads 1. The count changes the last bits of the "
+                    "results (OpenBLAS splits its sums by it), not the hash: it is recorded in config.json "
+                    "and a resumed run uses it again")
     ap.add_argument("--quiet", action="store_true", help="no progress line")
     return ap
-
-
-def validate(cfg):
-    """Check every setting; raise UsageError with one line for the first bad one. Returns a warning or None."""
-    checks = [
-        (cfg["d"] >= 1, f"--d must be >= 1, got {cfg['d']}"),
-        (cfg["heads"] >= 1, f"--heads must be >= 1, got {cfg['heads']}"),
-        (cfg["heads"] < 1 or cfg["d"] % cfg["heads"] == 0,
-         f"--d {cfg['d']} is not divisible by --heads {cfg['heads']}"),
-        (cfg["lr"] > 0 and math.isfinite(cfg["lr"]), f"--lr must be a positive number, got {cfg['lr']}"),
-        (cfg["wd"] >= 0 and math.isfinite(cfg["wd"]), f"--wd must be >= 0, got {cfg['wd']}"),
-        (0.0 <= cfg["dropout"] < 1.0, f"--dropout must be in [0, 1), got {cfg['dropout']}"),
-        (cfg["lamb"] >= 0 and math.isfinite(cfg["lamb"]), f"--lamb must be >= 0, got {cfg['lamb']}"),
-        (0.0 <= cfg["alpha"] < 1.0, f"--alpha must be in [0, 1), got {cfg['alpha']}"),
-        (cfg["filter"] in grokfast.FILTERS,
-         f"--filter must be one of {', '.join(grokfast.FILTERS)}, got {cfg['filter']!r}"),
-        (cfg["window"] >= 1, f"--window must be >= 1, got {cfg['window']}"),
-        (0.0 <= cfg["alpha_fast"] < 1.0, f"--alpha-fast must be in [0, 1), got {cfg['alpha_fast']}"),
-        (cfg["lamb_schedule"] in grokfast.SCHEDULES,
-         f"--lamb-schedule must be one of {', '.join(grokfast.SCHEDULES)}, got {cfg['lamb_schedule']!r}"),
-        (cfg["epochs"] >= 0, f"--epochs must be >= 0, got {cfg['epochs']}"),
-        (cfg["seed"] >= 0, f"--seed must be >= 0, got {cfg['seed']}"),
-        (0.0 <= cfg["b1"] < 1.0 and 0.0 <= cfg["b2"] < 1.0, "--b1 and --b2 must be in [0, 1)"),
-        (cfg["eps"] > 0 and math.isfinite(cfg["eps"]), f"--eps must be > 0, got {cfg['eps']}"),
-        (cfg["log_every"] >= 0, f"--log-every must be >= 0, got {cfg['log_every']}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
-    return check_task_args(cfg["task"], cfg["p"], cfg["train_frac"])
 
 
 def parse_command(argv):
@@ -1343,10 +1387,7 @@ def parse_command(argv):
 def check_disk(cfg, out, analysis):
     """UsageError unless the filesystem of `out` has room for what the run will still write there
     (estimate_disk_bytes, less what the directory already holds)."""
-    records = 0
-    if analysis:
-        import fft_analysis  # deferred, as in analysis_hooks: the records' schedules are the analysis's
-        records = fft_analysis.records_bytes(cfg, model_size(cfg)[1] * 4)
+    records = records_bytes(cfg, model_size(cfg)[1] * 4) if analysis else 0
     need = estimate_disk_bytes(cfg, records) - rundir.dir_bytes(out)
     free = rundir.free_bytes(out)
     if need > free:
@@ -1355,33 +1396,65 @@ def check_disk(cfg, out, analysis):
                          f"{format_bytes(free)} is free")
 
 
-def install_signal_handlers(flag):
-    """First SIGINT/SIGTERM: ask the loop to checkpoint and stop. Second: leave at once.
+# ---------------------------------------------------- the process: memory, progress line, threads, signals
+def keep_freed_memory():
+    """Ask glibc's malloc to serve large arrays from its heap and keep what is freed (no-op elsewhere).
 
-    Leaving at once is safe because every file is written by atomic rename. Returns a function
-    that puts the previous handlers back.
+    A training step allocates and frees the same (N, C) and (N, 4d) arrays every epoch. Above 32 MB
+    glibc maps each one fresh from the kernel and returns it on free, so every step pays the page
+    faults again: ~2.5 ms per 38 MB array at the paper's size, 10-15 % of a step. Raising the mmap and
+    trim thresholds lets freed blocks be reused. The process keeps its peak memory, which a training
+    run reaches every step anyway.
     """
-    def handler(signum, frame):
-        if flag["signal"] is not None:
-            os._exit(128 + signum)
-        flag["signal"] = signum
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: allocate up to 1 GiB from the heap
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
+        pass
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    return lambda: [signal.signal(sig, h) for sig, h in previous.items()]
 
+def make_progress(total, stream=None):
+    """A progress line on stderr: rewritten in place on a terminal, one line every few seconds otherwise.
 
-def analysis_hooks(cfg, records, enabled):
-    """The recording hooks of fft_analysis.py (Omega snapshots, talk spectra, gradient norms,
-    parameter copies); none with --no-analysis. Made either way: making them also readies the
-    records a checkpoint brought with it (an older checkpoint carries them inside), which are
-    still written out.
-
-    The import is deferred: fft_analysis builds on this module (imports flow fft_analysis -> miiii),
-    and the training CLI is the one place that composes the two.
+    Returns update(epoch, loss, acc, force=False); acc is (train_acc, valid_acc) per task at the last
+    logged epoch, or None before the first.
     """
-    import fft_analysis
-    hooks = fft_analysis.training_hooks(cfg, records)
-    return hooks if enabled else []
+    stream = stream or sys.stderr
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    every = 0.2 if tty else 5.0
+    clock = {"start": time.time(), "last": 0.0, "first_epoch": None}
+
+    def update(epoch, loss, acc, force=False):
+        now = time.time()
+        if clock["first_epoch"] is None:
+            clock["first_epoch"] = epoch  # a resumed run measures its speed from where it resumed
+        if force and clock.get("shown") == epoch:  # the final line is already there
+            stream.write("\n" if tty else "")
+            return
+        if not force and now - clock["last"] < every:
+            return
+        clock["last"], clock["shown"] = now, epoch
+        rate = (epoch - clock["first_epoch"]) / max(now - clock["start"], 1e-9)
+        eta = (total - epoch) / rate if rate > 0 else float("inf")
+        shown = "" if acc is None else (f"  train acc {acc[0].mean():.3f}  valid acc min {acc[1].min():.3f} "
+                                        f"mean {acc[1].mean():.3f}")
+        line = f"epoch {epoch}/{total}  loss {loss:.4f}{shown}  {rate:.2f} ep/s  ETA {format_seconds(eta)}"
+        if tty:
+            stream.write("\r" + line.ljust(100) + ("\n" if force else ""))
+        else:
+            stream.write(line + "\n")
+        stream.flush()
+
+    return update
+
+
+def format_seconds(s):
+    if not math.isfinite(s):
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def blas_threads(n):
@@ -1401,6 +1474,29 @@ def blas_threads(n):
         counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
         return contextlib.nullcontext(), (counts[0] if counts else None)
     return threadpool_limits(limits=int(n), user_api="blas"), int(n)
+
+
+def install_signal_handlers(flag):
+    """First SIGINT/SIGTERM: ask the loop to checkpoint and stop. Second: leave at once.
+
+    Leaving at once is safe because every file is written by atomic rename. Returns a function
+    that puts the previous handlers back.
+    """
+    def handler(signum, frame):
+        if flag["signal"] is not None:
+            os._exit(128 + signum)
+        flag["signal"] = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(sig, h) for sig, h in previous.items()]
+
+
+def analysis_hooks(cfg, records, enabled):
+    """The training records' hooks (training_hooks); none with --no-analysis. Made either way: making
+    them also readies the records a checkpoint brought with it (an older checkpoint carries them
+    inside), which are still written out."""
+    hooks = training_hooks(cfg, records)
+    return hooks if enabled else []
 
 
 def fail(message, code=2, nl=""):
@@ -1558,6 +1654,4 @@ def train_locked(argv, undo):
 
 
 if __name__ == "__main__":
-    import miiii  # run as the module `miiii`, so fft_analysis (which imports miiii) sees the same backend
-
-    sys.exit(miiii.main())
+    sys.exit(main())

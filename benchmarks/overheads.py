@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
-import fft_analysis as fa  # noqa: E402
+import fourier  # noqa: E402
 import miiii  # noqa: E402
 
 PAPER = {"task": "miiii", "p": 113, "d": 256, "heads": 4}
@@ -27,7 +27,7 @@ PAPER = {"task": "miiii", "p": 113, "d": 256, "heads": 4}
 def measure(epochs):
     cfg = {**miiii.DEFAULTS, **PAPER, "epochs": epochs}
     state = miiii.init_state(cfg)
-    hooks = fa.training_hooks(cfg, state["records"])
+    hooks = miiii.training_hooks(cfg, state["records"])
     timing = {}
     start = time.perf_counter()
     miiii.train(cfg, progress=False, hooks=hooks, state=state, timing=timing)
@@ -42,8 +42,8 @@ def costs():
     x, y = miiii.to_device(task["x"]), miiii.to_device(task["y"])
     sets = (miiii.to_device(task["train"]), miiii.to_device(task["valid"]))
     out = {}
-    for name, f in (("omega_snapshot", lambda: fa.omega_snapshot(params, 113)),
-                    ("talk_spectrum", lambda: fa.talk_spectrum(params, 113)),
+    for name, f in (("omega_snapshot", lambda: miiii.omega_snapshot(params, 113)),
+                    ("talk_spectrum", lambda: miiii.talk_spectrum(params, 113)),
                     ("evaluation", lambda: miiii.evaluate(params, x, y, task["classes"], sets, True))):
         f()
         times = []
@@ -72,8 +72,8 @@ def main(argv=None):
               f"{t['evaluations']} evaluations {t['evaluation_s'] / wall:.0%}, analysis {t['analysis_s'] / wall:.0%}")
     E = 65536
     n_eval = len(miiii.log_epochs(E, 0))
-    n_omega = len(fa.snapshot_epochs(E))
-    n_talk = len(np.unique(fa.talk_epochs(E)))
+    n_omega = len(fourier.snapshot_epochs(E))
+    n_talk = len(np.unique(fourier.talk_epochs(E)))
     total = E * step + n_eval * c["evaluation"] + n_omega * c["omega_snapshot"] + n_talk * c["talk_spectrum"]
     print(f" 65536 epochs (estimated): {E * step / total:.1%} steps, {n_eval} evaluations "
           f"{n_eval * c['evaluation'] / total:.1%}, {n_omega} Omega snapshots "

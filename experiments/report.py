@@ -17,6 +17,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import fft_analysis as fa  # noqa: E402
+import fourier  # noqa: E402
 import figures  # noqa: E402
 import miiii  # noqa: E402
 import rundir  # noqa: E402
@@ -158,7 +159,7 @@ def first_at(epochs, values, level):
 
 def mixing_series(omega, p):
     """Our Omega count (mixing frequencies active in the model) at each snapshot of omega.npz."""
-    return (omega["active"] & fa.interaction_mask(int(p))[None, :]).sum(axis=1)
+    return (omega["active"] & fourier.interaction_mask(int(p))[None, :]).sum(axis=1)
 
 
 def in_nanda_order(phases, grokked):
@@ -372,7 +373,7 @@ def omega_spike(runs):
     talk_shape = [len(c) == 5 and c[0] == 0 and c[1] == 0 and max(c[2:4]) > 0 and c[4] < max(c[2:4])
                   for c in talk_cols]
     n_ok = all(ours_fell) + all(talk_shape)
-    printed = "; ".join(", ".join(str(fa.talk_printed(int(c))) for c in cs) for cs in talk_cols)
+    printed = "; ".join(", ".join(str(fourier.talk_printed(int(c))) for c in cs) for cs in talk_cols)
     return (f"ours (mixing frequencies active in the model): peak {mean_sd(peaks, '{:.1f}')} at epoch "
             f"{mean_sd(peak_at)}, {mean_sd(finals, '{:.1f}')} at the end (all tasks >= 0.95 at "
             f"{mean_sd(grok_end)}); the talk's rule at its columns 81 .. 161, counts per seed: "

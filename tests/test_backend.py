@@ -25,6 +25,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for fake_cupy
 
 import fake_cupy  # noqa: E402
+import fft_analysis as fa  # noqa: E402
+import fourier  # noqa: E402
 import miiii  # noqa: E402
 import rundir  # noqa: E402
 
@@ -34,10 +36,6 @@ if REAL_CUPY:
 else:
     GPU = fake_cupy
 
-try:
-    import fft_analysis as fa
-except ImportError:  # being written alongside; its tests below are skipped until it exists
-    fa = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(task="miiii", p=11, d=16, heads=2, lr=3e-3, wd=1.0, lamb=2.0, alpha=0.98, dropout=0.0,
@@ -350,32 +348,26 @@ def test_command_line_with_gpu_flag_on_the_device(monkeypatch, tmp_path):
         assert config["status"] == "complete"
     else:
         assert not os.path.exists(os.path.join(out, rundir.CHECKPOINT))
-    if fa is not None and hasattr(fa, "main"):
-        assert os.path.exists(os.path.join(out, "omega.npz"))
-        assert fa.main([out, "--gpu"]) == 0
-        with open(os.path.join(out, "analysis.json")) as f:
-            assert json.load(f)["p"] == 11
+    assert os.path.exists(os.path.join(out, "omega.npz"))
+    assert fa.main([out, "--gpu"]) == 0
+    with open(os.path.join(out, "analysis.json")) as f:
+        assert json.load(f)["p"] == 11
 
 
 # ============================================================================ the analysis on it
-ANALYSIS = fa is not None and all(hasattr(fa, name) for name in ("training_hooks", "omega_snapshot", "neuron_grids"))
-needs_analysis = pytest.mark.skipif(not ANALYSIS, reason="fft_analysis has no training hooks yet")
-
-
 def trained_params(cfg):
     """A short numpy-backend run: parameters with some structure to analyse."""
     return miiii.train(cfg, progress=False)[0]
 
 
-@needs_analysis
 def test_analysis_snapshots_on_the_device_match_numpy(fake_gpu):
     cfg = {**TINY, "task": "nanda", "epochs": 40}
     miiii.xp = np
     params = trained_params(cfg)
     p = cfg["p"]
-    expected = (fa.neuron_grids(params, p), fa.omega_snapshot(params, p), fa.attention_patterns(params, p))
+    expected = (fa.neuron_grids(params, p), miiii.omega_snapshot(params, p), fa.attention_patterns(params, p))
     miiii.xp = fake_gpu
-    grids, omega, att = fa.neuron_grids(params, p), fa.omega_snapshot(params, p), fa.attention_patterns(params, p)
+    grids, omega, att = fa.neuron_grids(params, p), miiii.omega_snapshot(params, p), fa.attention_patterns(params, p)
     assert type(grids) is np.ndarray and type(att) is np.ndarray
     tol = 10 if REAL_CUPY else 1  # float32 of another summation order on a real GPU
     np.testing.assert_allclose(grids, expected[0], rtol=1e-5 * tol, atol=1e-6 * tol)
@@ -384,17 +376,16 @@ def test_analysis_snapshots_on_the_device_match_numpy(fake_gpu):
     for key, value in omega.items():
         assert not on_device(value), key  # host values, ready for np.savez / json
         assert_mostly_equal(value, expected[1][key], key)
-    power = fa.neuron_power(fa.neuron_grids(params, p, host=False))  # the device path of the spectrum
+    power = fourier.neuron_power(fa.neuron_grids(params, p, host=False))  # the device path of the spectrum
     assert on_device(power)
-    np.testing.assert_allclose(miiii.to_host(power), fa.neuron_power(expected[0]), rtol=1e-4 * tol,
+    np.testing.assert_allclose(miiii.to_host(power), fourier.neuron_power(expected[0]), rtol=1e-4 * tol,
                                atol=1e-6 * tol)
 
 
-@needs_analysis
 def test_training_hooks_and_records_on_the_device(fake_gpu, tmp_path):
     cfg = {**TINY, "task": "nanda", "epochs": 40, "dropout": 0.1}
     state = {}
-    params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
+    params, metrics = miiii.train(cfg, progress=False, hooks=miiii.training_hooks(cfg, state))
     assert state["omega"] and state["grad_norms"]
     for snap in state["omega"].values():
         assert not any(on_device(v) for v in snap.values())
@@ -407,11 +398,10 @@ def test_training_hooks_and_records_on_the_device(fake_gpu, tmp_path):
         np.testing.assert_array_equal(f["epochs"], sorted(state["omega"]))
     with np.load(os.path.join(out, "grad_norms.npz"), allow_pickle=False) as f:
         assert np.isfinite(f["W_U"]).all()
-    if hasattr(fa, "analyse_run"):  # the command line's --gpu path: analysis of a saved run
-        on_fake = fa.analyse_run(out)
-        miiii.xp = np
-        assert_tree_close(on_fake, fa.analyse_run(out))
-        json.dumps(on_fake)
+    on_fake = fa.analyse_run(out)  # the command line's --gpu path: analysis of a saved run
+    miiii.xp = np
+    assert_tree_close(on_fake, fa.analyse_run(out))
+    json.dumps(on_fake)
 
 
 # ============================================================================ the benchmark on it
@@ -469,7 +459,8 @@ def test_benchmark_replays_the_products_on_the_device(fake_gpu):
 
 
 # ============================================================================ names the code uses
-SOURCES = [os.path.join(ROOT, name) for name in ("miiii.py", "grokfast.py", "fft_analysis.py", "figures.py")]
+SOURCES = [os.path.join(ROOT, name)
+           for name in ("miiii.py", "grokfast.py", "fourier.py", "fft_analysis.py", "figures.py")]
 XP_NAME = re.compile(r"\bxp((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 
 
@@ -499,8 +490,7 @@ def test_the_scan_finds_the_names_used():
     names = xp_names()
     for expected in ("asnumpy", "asarray", "concatenate", "random.default_rng", "float64", "__name__"):
         assert expected in names
-    if os.path.exists(SOURCES[2]) and "fft.rfft2" in open(SOURCES[2]).read():
-        assert "fft.rfft2" in names
+    assert "fft.rfft2" in names  # fourier.neuron_power on the device
 
 
 def test_fake_cupy_has_every_xp_name():

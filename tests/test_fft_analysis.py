@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fft_analysis as fa
+import fourier
 import miiii
 import rundir
 
@@ -27,18 +28,18 @@ def wave_grid(p, k0, k1, phase=0.0):
 # ============================================================================ Fourier tools
 @pytest.mark.parametrize("p", [2, 3, 7, 12, 113])
 def test_basis_is_orthonormal_and_projection_inverts(p):
-    B = fa.fourier_basis(p)
+    B = fourier.fourier_basis(p)
     assert B.shape == (p, p) and B.dtype == np.float64
     np.testing.assert_allclose(B @ B.T, np.eye(p), atol=1e-12)
     a = np.random.default_rng(p).standard_normal((p, 3, 2))
-    np.testing.assert_allclose(fa.unproject(fa.project(a)), a, atol=1e-12)
-    np.testing.assert_allclose(fa.project(a[:, 0, 0]), B @ a[:, 0, 0], atol=1e-12)
-    assert len(fa.fourier_labels(p)) == p
+    np.testing.assert_allclose(fourier.unproject(fourier.project(a)), a, atol=1e-12)
+    np.testing.assert_allclose(fourier.project(a[:, 0, 0]), B @ a[:, 0, 0], atol=1e-12)
+    assert len(fourier.fourier_labels(p)) == p
 
 
 @pytest.mark.parametrize("p", [7, 8])
 def test_basis_rows_are_the_explicit_waves(p):
-    B, labels, x = fa.fourier_basis(p), fa.fourier_labels(p), np.arange(p)
+    B, labels, x = fourier.fourier_basis(p), fourier.fourier_labels(p), np.arange(p)
     np.testing.assert_allclose(B[0], np.full(p, 1 / np.sqrt(p)))
     assert labels[0] == "const"
     for k in range(1, p // 2 + 1):
@@ -54,14 +55,14 @@ def test_basis_rows_are_the_explicit_waves(p):
 def test_frequency_energy_counts_cos_and_sin_together():
     p, x = 13, np.arange(13)
     a = np.stack([np.cos(2 * np.pi * 3 * x / p + 0.7), 2 * np.sin(2 * np.pi * 5 * x / p), np.full(p, 9.0)], axis=1)
-    energy = fa.frequency_energy(fa.project(a))  # the constant column carries no frequency
+    energy = fourier.frequency_energy(fourier.project(a))  # the constant column carries no frequency
     assert energy.shape == (6,)
     np.testing.assert_allclose(energy.sum(), 1.0)
     np.testing.assert_allclose(energy[[2, 4]], [1 / 5, 4 / 5], atol=1e-12)  # amplitudes 1 and 2
-    assert fa.key_frequencies(energy) == [5]  # mean + 2 std of (0, 0, .2, 0, .8, 0) is 0.65
-    np.testing.assert_array_equal(fa.frequency_energy(np.zeros((p, 2))), np.zeros(6))
-    assert fa.key_frequencies(np.zeros(6)) == []
-    even = fa.frequency_energy(fa.project(np.cos(np.pi * np.arange(8))[:, None]))  # (-1)^x at p = 8
+    assert fourier.key_frequencies(energy) == [5]  # mean + 2 std of (0, 0, .2, 0, .8, 0) is 0.65
+    np.testing.assert_array_equal(fourier.frequency_energy(np.zeros((p, 2))), np.zeros(6))
+    assert fourier.key_frequencies(np.zeros(6)) == []
+    even = fourier.frequency_energy(fourier.project(np.cos(np.pi * np.arange(8))[:, None]))  # (-1)^x at p = 8
     np.testing.assert_allclose(even, [0, 0, 0, 1], atol=1e-12)
 
 
@@ -74,7 +75,7 @@ def test_embeddings_built_from_chosen_frequencies_have_those_key_frequencies(p, 
     tok[p] += 5.0 * rng.standard_normal(d)  # a large '=' row must not matter: it is dropped
     for k in freqs:  # each frequency: random phase per dimension, amplitude 1 .. 2
         tok[:p] += rng.uniform(1, 2, d) * np.cos(2 * np.pi * k * x / p + rng.uniform(0, 2 * np.pi, d))
-    out = fa.embedding_fourier(tok)
+    out = fourier.embedding_fourier(tok)
     assert out["coeffs"].shape == (p, d) and out["energy"].shape == (p // 2,)
     assert out["key_freqs"] == sorted(freqs)
 
@@ -85,28 +86,28 @@ def test_svd_counts_follow_the_rank():
     Q1, _ = np.linalg.qr(rng.standard_normal((p, r)))
     Q2, _ = np.linalg.qr(rng.standard_normal((d, r)))
     tok = np.vstack([Q1 @ Q2.T * 3.0, rng.standard_normal((1, d))])  # rank 6, equal singular values
-    out = fa.embedding_svd(tok)
+    out = fourier.embedding_svd(tok)
     assert out["singular_values"].shape == (d,) and out["U"].shape == (p, d) and out["Vt"].shape == (d, d)
     np.testing.assert_allclose(out["singular_values"][:r], 3.0)
     assert out["singular_values"][r:].max() < 1e-10
     assert (out["n50"], out["n90"]) == (3, 6)  # 3/6 of the energy reaches 50 %; 5/6 < 90 %
     np.testing.assert_allclose(out["cum_energy"][-1], 1.0)
-    two = fa.embedding_svd(np.vstack([Q1[:, :2] * [4.0, 3.0] @ Q2[:, :2].T, np.zeros((1, d))]))
+    two = fourier.embedding_svd(np.vstack([Q1[:, :2] * [4.0, 3.0] @ Q2[:, :2].T, np.zeros((1, d))]))
     assert (two["n50"], two["n90"]) == (1, 2)  # energies 16 and 9: 64 % then 100 %
 
 
 def test_positional_correlation_known_values():
     a = np.random.default_rng(1).standard_normal(64)
-    assert fa.positional_correlation(np.stack([a, a, a])) == pytest.approx(1.0)
-    assert fa.positional_correlation(np.stack([a, -a, a])) == pytest.approx(-1.0)
-    assert fa.positional_correlation(np.stack([a, 2 * a + 3, a])) == pytest.approx(1.0)
-    assert np.isnan(fa.positional_correlation(np.stack([a, np.ones(64), a])))
+    assert fourier.positional_correlation(np.stack([a, a, a])) == pytest.approx(1.0)
+    assert fourier.positional_correlation(np.stack([a, -a, a])) == pytest.approx(-1.0)
+    assert fourier.positional_correlation(np.stack([a, 2 * a + 3, a])) == pytest.approx(1.0)
+    assert np.isnan(fourier.positional_correlation(np.stack([a, np.ones(64), a])))
 
 
 # ============================================================================ neurons
 @pytest.mark.parametrize("p", [2, 5, 6, 7, 8])
 def test_folding_counts_each_physical_frequency_once(p):
-    freqs = fa.frequency_index(p)
+    freqs = fourier.frequency_index(p)
     full = np.zeros((p, p), int)  # how often each full-plane frequency is reached by a kept w or its mirror
     np.add.at(full, (freqs[:, 0], freqs[:, 1]), 1)
     np.add.at(full, ((-freqs[:, 0]) % p, (-freqs[:, 1]) % p), 1)
@@ -120,18 +121,18 @@ def test_folding_counts_each_physical_frequency_once(p):
 def test_power_of_a_single_wave():
     p = 11
     grids = np.stack([wave_grid(p, 3, 4) + 7.0, wave_grid(p, 2, 0), np.full((p, p), 0.3)]).astype(np.float32)
-    power = fa.neuron_power(grids)
+    power = fourier.neuron_power(grids)
     assert power.shape == (3, p, p // 2 + 1)
     big = power > 1e-3 * power.max()
     assert set(zip(*np.nonzero(big[0]))) == {(3, 4)}  # the offset 7 is the mean, removed
     assert set(zip(*np.nonzero(big[1]))) == {(2, 0), (p - 2, 0)}  # the k1 = 0 column holds both mirrors
     np.testing.assert_allclose(power[0, 3, 4], (p * p / 2) ** 2, rtol=1e-4)
     assert (power[2] == 0).all() and (power[:, 0, 0] == 0).all()  # constant grid: exactly zero spectrum
-    active = fa.neuron_active(power)
-    freqs = [tuple(w) for w in fa.frequency_index(p)]
+    active = fourier.neuron_active(power)
+    freqs = [tuple(w) for w in fourier.frequency_index(p)]
     assert [freqs[i] for i in np.flatnonzero(active[0])] == [(3, 4)]
     assert [freqs[i] for i in np.flatnonzero(active[1])] == [(2, 0)]  # folded: counted once
-    assert not active[2].any() and fa.live_neurons(power).tolist() == [True, True, False]
+    assert not active[2].any() and fourier.live_neurons(power).tolist() == [True, True, False]
 
 
 def test_planted_frequencies_are_exactly_the_model_active_ones():
@@ -143,15 +144,15 @@ def test_planted_frequencies_are_exactly_the_model_active_ones():
              for (k0, k1) in planted for _ in range(12)]  # 12 neurons per frequency
     grids = np.stack(grids) + 0.02 * rng.standard_normal((len(grids), p, p))
     grids = np.concatenate([grids, np.zeros((10, p, p)), np.full((3, p, p), 1.5)]).astype(np.float32)  # dead
-    power = fa.neuron_power(grids)
-    active = fa.neuron_active(power)
+    power = fourier.neuron_power(grids)
+    active = fourier.neuron_active(power)
     assert active.sum(axis=1).tolist() == [1] * 60 + [0] * 13
-    omega = fa.omega_from_active(active, int(fa.live_neurons(power).sum()))
-    freqs = [tuple(w) for w in fa.frequency_index(p)]
+    omega = fourier.omega_from_active(active, int(fourier.live_neurons(power).sum()))
+    freqs = [tuple(w) for w in fourier.frequency_index(p)]
     assert omega["live"] == 60 and omega["n_active"] == 5
     assert {freqs[i] for i in np.flatnonzero(omega["active"])} == expected
     assert omega["counts"].sum() == 60 and omega["share"] == pytest.approx(60 / (60 * len(freqs)))
-    assert (omega["active"] & fa.interaction_mask(p)).sum() == 2  # only (2, 7) and (p-2, 7) mix x0 and x1
+    assert (omega["active"] & fourier.interaction_mask(p)).sum() == 2  # only (2, 7) and (p-2, 7) mix x0 and x1
 
 
 def test_pure_noise_neurons_give_no_model_level_frequency():
@@ -159,8 +160,8 @@ def test_pure_noise_neurons_give_no_model_level_frequency():
     for seed in range(20):
         rng = np.random.default_rng(seed)
         grids = np.concatenate([rng.standard_normal((128, p, p)), np.zeros((16, p, p))]).astype(np.float32)
-        power = fa.neuron_power(grids)
-        omega = fa.omega_from_active(fa.neuron_active(power), int(fa.live_neurons(power).sum()))
+        power = fourier.neuron_power(grids)
+        omega = fourier.omega_from_active(fourier.neuron_active(power), int(fourier.live_neurons(power).sum()))
         assert omega["live"] == 128
         quiet += omega["n_active"] == 0
         shares.append(omega["share"])
@@ -170,8 +171,8 @@ def test_pure_noise_neurons_give_no_model_level_frequency():
 
 def test_model_active_threshold():
     n, r = 100, 0.05  # n r = 5, binomial std = sqrt(4.75) = 2.179..., threshold 13.7
-    assert fa.model_active(np.array([13, 14, 0, 100]), n, r).tolist() == [False, True, False, True]
-    assert not fa.model_active(np.zeros(4, int), 0, 0.0).any()
+    assert fourier.model_active(np.array([13, 14, 0, 100]), n, r).tolist() == [False, True, False, True]
+    assert not fourier.model_active(np.zeros(4, int), 0, 0.0).any()
 
 
 def reference_case(name):
@@ -209,17 +210,17 @@ def test_attention_patterns():
 
 # ============================================================================ during training
 def test_snapshot_epochs():
-    full = fa.snapshot_epochs(65536)
+    full = fourier.snapshot_epochs(65536)
     assert full.dtype == np.int64 and (np.diff(full) > 0).all()
     assert len(full) >= 100 and full[0] == 0 and full[-1] == 65536
-    assert set(fa.TABLE1_EPOCHS) <= set(full.tolist())
-    short = fa.snapshot_epochs(300).tolist()
+    assert set(fourier.TABLE1_EPOCHS) <= set(full.tolist())
+    short = fourier.snapshot_epochs(300).tolist()
     assert short[0] == 0 and short[-1] == 300 and 256 in short and 1024 not in short
-    assert fa.snapshot_epochs(0).tolist() == [0] and fa.snapshot_epochs(5).tolist() == [0, 1, 2, 3, 4, 5]
+    assert fourier.snapshot_epochs(0).tolist() == [0] and fourier.snapshot_epochs(5).tolist() == [0, 1, 2, 3, 4, 5]
     late = full[full >= 1024]  # log-spaced: about 8 per octave
     assert 7 * 6 <= len(late) <= 8 * 6 + 2
-    sparse = fa.snapshot_epochs(65536, per_octave=2)
-    assert set(fa.TABLE1_EPOCHS) | {0, 65536} <= set(sparse.tolist()) and len(sparse) < 40
+    sparse = fourier.snapshot_epochs(65536, per_octave=2)
+    assert set(fourier.TABLE1_EPOCHS) | {0, 65536} <= set(sparse.tolist()) and len(sparse) < 40
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +228,7 @@ def tiny_run(tmp_path_factory):
     """A tiny finished run with training records, and the same run trained without hooks."""
     out = str(tmp_path_factory.mktemp("runs") / "tiny")
     state = {}
-    params, metrics = miiii.train(TINY, progress=False, hooks=fa.training_hooks(TINY, state))
+    params, metrics = miiii.train(TINY, progress=False, hooks=miiii.training_hooks(TINY, state))
     miiii.write_run(out, {**miiii.DEFAULTS, **TINY}, params, metrics)
     rundir.finish_records(out, state)
     plain, _ = miiii.train(TINY, progress=False)
@@ -246,7 +247,7 @@ def test_training_records_on_disk(tiny_run):
     with np.load(os.path.join(out, "omega.npz")) as f:
         om = {k: f[k] for k in f.files}
     assert sorted(om) == sorted(["epochs", "freqs", "counts", "live", "share", "active", "n_active"])
-    np.testing.assert_array_equal(om["epochs"], fa.snapshot_epochs(300))
+    np.testing.assert_array_equal(om["epochs"], fourier.snapshot_epochs(300))
     S = len(om["epochs"])
     assert om["counts"].shape == (S, F) and om["counts"].dtype == np.int64
     assert om["active"].shape == (S, F) and om["active"].dtype == bool
@@ -256,7 +257,7 @@ def test_training_records_on_disk(tiny_run):
     # the snapshot at 256 is what the saved Table-1 parameters give
     saved = dict(np.load(os.path.join(out, "params_256.npz")))
     assert sorted(saved) == sorted(miiii.PARAM_NAMES)
-    again = fa.omega_snapshot(saved, p)
+    again = miiii.omega_snapshot(saved, p)
     i = int(np.flatnonzero(om["epochs"] == 256)[0])
     np.testing.assert_array_equal(again["counts"], om["counts"][i])
     assert not np.array_equal(saved["W_in"], params["W_in"])  # a copy from epoch 256, not the final weights
@@ -277,15 +278,15 @@ def test_training_records_on_disk(tiny_run):
     with np.load(os.path.join(out, "omega_talk.npz")) as f:
         talk = {k: f[k] for k in f.files}
     assert sorted(talk) == ["epochs", "spectra"]
-    np.testing.assert_array_equal(talk["epochs"], fa.talk_epochs(300))
+    np.testing.assert_array_equal(talk["epochs"], fourier.talk_epochs(300))
     assert talk["spectra"].shape == (len(talk["epochs"]), (p - 1) // 2 + 1) and talk["spectra"].dtype == np.float64
-    np.testing.assert_array_equal(talk["spectra"][-1], fa.talk_spectrum(params, p))  # epoch 300: the final weights
+    np.testing.assert_array_equal(talk["spectra"][-1], miiii.talk_spectrum(params, p))  # epoch 300: the final weights
     # the files hold what the hooks recorded, row by row
     assert om["epochs"].tolist() == sorted(state["omega"]) and gn["epochs"].tolist() == sorted(state["grad_norms"])
     for i, e in enumerate(om["epochs"].tolist()):
         for key in ("counts", "live", "share", "active", "n_active"):
             np.testing.assert_array_equal(om[key][i], state["omega"][e][key])
-    np.testing.assert_array_equal(om["freqs"], fa.frequency_index(p))
+    np.testing.assert_array_equal(om["freqs"], fourier.frequency_index(p))
     assert talk["epochs"].tolist() == sorted(state["omega_talk"])
     for i, e in enumerate(talk["epochs"].tolist()):
         np.testing.assert_array_equal(state["omega_talk"][e], talk["spectra"][i])
@@ -302,9 +303,9 @@ def test_hooks_resume_from_a_checkpointed_state(tiny_run, tmp_path):
     resumed = {"p": state["p"]}
     for key in ("omega", "omega_talk", "grad_norms", "snapshots"):
         resumed[key] = {str(e): v for e, v in state[key].items() if e != 300}  # stopped before the end
-    hooks = fa.training_hooks(TINY, resumed)
+    hooks = miiii.training_hooks(TINY, resumed)
     hooks[0]["snapshot"](300, params)  # the last snapshot, taken after the resume
-    talk_hook = [h for h in hooks if h.get("snapshot_epochs") == set(fa.talk_epochs(300).tolist())]
+    talk_hook = [h for h in hooks if h.get("snapshot_epochs") == set(fourier.talk_epochs(300).tolist())]
     assert len(talk_hook) == 1
     talk_hook[0]["snapshot"](300, params)
     assert all(isinstance(e, int) for e in resumed["omega"]) and all(isinstance(e, int) for e in resumed["omega_talk"])
@@ -325,7 +326,7 @@ def test_analysis_and_report_of_a_run(tiny_run):
     with np.load(os.path.join(out, "omega.npz")) as f:
         i = list(f["epochs"]).index(256)
         active, n_active = f["active"][i], int(f["n_active"][i])
-    mixing = int((active & fa.interaction_mask(11)).sum())  # the headline: mixing frequencies only
+    mixing = int((active & fourier.interaction_mask(11)).sum())  # the headline: mixing frequencies only
     assert a["active_freqs"]["256"] == mixing and a["active_freqs_all"]["256"] == n_active
     assert a["active_freqs_axis"]["256"] == n_active - mixing
     assert a["active_freqs_final"] + a["active_freqs_axis_final"] == a["active_freqs_all_final"]

@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import fft_analysis as fa  # noqa: E402
+import fourier  # noqa: E402
 import figures  # noqa: E402
 import miiii  # noqa: E402
 import rundir  # noqa: E402
@@ -40,7 +41,7 @@ def make_run(out, task):
     """A tiny real run with every training record (omega.npz, omega_talk.npz, grad_norms.npz, params_256.npz)."""
     cfg = {**miiii.DEFAULTS, **TINY, "task": task, "p": TINY_P[task]}
     state = {}
-    params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
+    params, metrics = miiii.train(cfg, progress=False, hooks=miiii.training_hooks(cfg, state))
     miiii.write_run(out, cfg, params, metrics)
     rundir.finish_records(out, state)
     return str(out)
@@ -141,10 +142,10 @@ def test_embedding_sinusoid_is_the_projection_fit():
     ax = figures.panels(fig)[0]
     assert "k = 5" in ax.get_title() and ax.get_ylabel() == "embedding dim 4"
     # at the tokens, the drawn formula is fft_analysis's projection on const, cos 5, sin 5
-    coeffs = fa.project(tok[:p, 4])
+    coeffs = fourier.project(tok[:p, 4])
     kept = np.zeros(p)
     kept[[0, 9, 10]] = coeffs[[0, 9, 10]]
-    fit = fa.unproject(kept)
+    fit = fourier.unproject(kept)
     np.testing.assert_allclose(ax.lines[0].get_ydata()[::20], fit, atol=1e-9)
     # folded: token x sits at 5 x mod p, on one period of the same curve
     folded = figures.panels(fig)[1]
@@ -164,11 +165,11 @@ def test_embedding_comparisons_on_built_embeddings():
     fig = figures.fig_token_embeddings_fourier(tok, tok)
     ax = figures.panels(fig)[0]
     red = [t.get_text() for t in ax.get_xticklabels() if t.get_color() == "red"]
-    assert red == ["2", "7", "9"] == [str(k) for k in fa.embedding_fourier(tok)["key_freqs"]]
+    assert red == ["2", "7", "9"] == [str(k) for k in fourier.embedding_fourier(tok)["key_freqs"]]
     # two marker styles above the image: ours (triangles) and the authors' (circles), at the columns
     ours, authors = ax.collections[:2]
     assert "ours" in ours.get_label() and "authors'" in authors.get_label()
-    labels = fa.fourier_labels(p)
+    labels = fourier.fourier_labels(p)
     x_of = {0: 0.0, **{k: labels.index(f"cos {k}") + 0.5 for k in range(1, p // 2 + 1)}}  # cos k, sin k: 2k-1, 2k
     assert ours.get_offsets()[:, 0].tolist() == [x_of[k] for k in (2, 7, 9)] == [3.5, 13.5, 17.5]
     assert authors.get_offsets()[:, 0].tolist() == [x_of[k] for k in (0, 2, 7, 9)]
@@ -206,7 +207,7 @@ def hand_omega(S=12, F=40, ever=(3, 17, 8), always=20):
         counts[2 + 3 * i:, w] = 10 + i
     active[:, always], counts[:, always] = True, 50
     p = 9  # (p^2 - 1) / 2 = 40 frequencies
-    return {"epochs": epochs, "freqs": fa.frequency_index(p), "counts": counts, "live": np.full(S, 30),
+    return {"epochs": epochs, "freqs": fourier.frequency_index(p), "counts": counts, "live": np.full(S, 30),
             "share": np.full(S, 0.05), "active": active, "n_active": active.sum(axis=1)}
 
 
@@ -275,11 +276,11 @@ def test_table1_holds_fft_analysis_numbers(run_dirs, runs, tmp_path):
     mixing = (omega["freqs"] != 0).all(axis=1)  # k0, k1 both non-zero
     reported = {int(e): n for e, n in analysis["active_freqs"].items()}
     assert reported == {int(e): int((a & mixing).sum()) for e, a in zip(omega["epochs"], omega["active"])
-                        if e in fa.TABLE1_EPOCHS}
+                        if e in fourier.TABLE1_EPOCHS}
     figures.draw_all({"miiii": runs["miiii"]}, str(tmp_path), ["png"], log=lambda line: None, warn=lambda line: None)
     rows = table_rows(open(tmp_path / "table1.md").read())
     (ours,) = [cells for label, cells in rows.items() if label.startswith("ours: mixing")]
-    assert ours == [str(reported[e]) if e in reported else "-" for e in fa.TABLE1_EPOCHS]
+    assert ours == [str(reported[e]) if e in reported else "-" for e in fourier.TABLE1_EPOCHS]
     assert ours[0] != "-"  # a 300-epoch run reaches epoch 256
     talk = analysis["omega_talk"]["table1"]["256"]
     (count,) = [cells for label, cells in rows.items() if label.startswith("talk's rule, count")]
@@ -314,7 +315,7 @@ def test_table1_markdown_on_a_hand_made_analysis():
 
 def test_omega_counts_panel_shows_ours_and_the_talks_rule():
     omega = hand_omega()
-    talk = fa.talk_omega(np.arange(0, 1025), np.outer(np.arange(1025.0), [1.0, 0.5]) + [0.0, 2.0], 1024)
+    talk = fourier.talk_omega(np.arange(0, 1025), np.outer(np.arange(1025.0), [1.0, 0.5]) + [0.0, 2.0], 1024)
     fig = figures.fig_omega_and_accuracy(omega, hand_metrics(4), [2, 3, 5, 7], talk=talk)
     middle = figures.panels(fig)[1]
     ours, raw, printed = middle.lines
@@ -361,7 +362,7 @@ def test_cli_skips_what_is_missing_with_one_line_each(run_dirs, tmp_path):
 def test_cli_run_of_zero_epochs_skips_the_curves(tmp_path):
     cfg = {**miiii.DEFAULTS, "task": "miiii", "p": 7, "d": 8, "heads": 2, "epochs": 0}
     state = {}
-    params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
+    params, metrics = miiii.train(cfg, progress=False, hooks=miiii.training_hooks(cfg, state))
     miiii.write_run(tmp_path / "run", cfg, params, metrics)
     rundir.finish_records(tmp_path / "run", state)
     result = run_cli("--miiii", tmp_path / "run", "--out", tmp_path / "figs")

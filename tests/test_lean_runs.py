@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import fft_analysis as fa
+import fourier
 import miiii
 import rundir
 from run_files import assert_same_files, cli_args, damage, files, main_stopped_at, tree
@@ -183,10 +184,10 @@ def test_checkpoints_hold_what_changes_and_records_are_written_once(extra, tmp_p
     assert max(checkpoints) <= (5 if not extra else cfg["window"] + 5) * params
     meta, state = rundir.read_checkpoint(str(out / rundir.CHECKPOINT))
     assert not any(state["records"][kind] for kind in ("omega", "omega_talk", "grad_norms", "snapshots", "progress"))
-    np.testing.assert_array_equal(state["records"]["on_disk"]["progress"], fa.progress_epochs(260))
+    np.testing.assert_array_equal(state["records"]["on_disk"]["progress"], fourier.progress_epochs(260))
     records = [path for path, _ in writes if "/" in path or path.startswith("params_")]
     assert len(records) == len(set(records)) and "params_256.npz" in records  # each written once
-    assert len([p for p in records if p.startswith("progress_params/")]) == len(fa.progress_epochs(260))
+    assert len([p for p in records if p.startswith("progress_params/")]) == len(fourier.progress_epochs(260))
     assert len([p for p in records if p.startswith("records/")]) == 6  # one segment per checkpoint
     assert all(size <= 1.01 * params for path, size in writes if path.startswith(("progress_params/", "params_")))
     # what else is written: config.json (start, end), and at each checkpoint metrics.npz and params.npz
@@ -196,7 +197,7 @@ def test_checkpoints_hold_what_changes_and_records_are_written_once(extra, tmp_p
                       "omega.npz": 1, "omega_talk.npz": 1, "grad_norms.npz": 1}
     # the up-front estimate covers the directory it made
     weights = miiii.model_size(cfg)[1] * 4
-    estimate = miiii.estimate_disk_bytes(cfg, fa.records_bytes(cfg, weights))
+    estimate = miiii.estimate_disk_bytes(cfg, miiii.records_bytes(cfg, weights))
     assert rundir.dir_bytes(out) <= estimate <= 3 * rundir.dir_bytes(out)
 
 
@@ -258,7 +259,7 @@ def test_extending_removes_what_the_longer_run_makes_stale(clean, tmp_path, monk
     assert config_json(run)["epochs"] == 400 and config_json(run)["status"] == "interrupted"
     assert miiii.main(["--resume", str(run), "--quiet"]) == 0
     with np.load(run / "omega.npz") as om:
-        old, new = fa.snapshot_epochs(260), fa.snapshot_epochs(400)
+        old, new = fourier.snapshot_epochs(260), fourier.snapshot_epochs(400)
         np.testing.assert_array_equal(om["epochs"], np.union1d(old, new[new > 260]))
     assert fa.main([str(run)]) == 0
     assert rundir.load_json(str(run / "analysis.json"))["epochs"] == 400

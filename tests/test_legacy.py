@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import fft_analysis as fa
+import fourier
 import figures
 import miiii
 import rundir
@@ -83,7 +84,7 @@ def rows_before(arrays, epoch):
 def test_the_finished_legacy_run_reads_as_it_did(tmp_path):
     before = tree(FINISHED)
     run = fa.load_run(str(FINISHED))
-    assert sorted(run["progress_params"]) == fa.progress_epochs(40).tolist()  # one progress_params.npz
+    assert sorted(run["progress_params"]) == fourier.progress_epochs(40).tolist()  # one progress_params.npz
     assert {"omega", "omega_talk", "grad_norms", "progress"} <= set(run)
     committed = rundir.load_json(str(FINISHED / "analysis.json"))
     analysis = json.loads(json.dumps(fa.analyse_run(str(FINISHED))))
@@ -92,7 +93,7 @@ def test_the_finished_legacy_run_reads_as_it_did(tmp_path):
                              log=lambda line: None, warn=lambda line: None)
     assert str(tmp_path / "fig10_active_frequencies.png") in drawn
     state = miiii.load_checkpoint(str(FINISHED / rundir.CHECKPOINT), CFG)  # an older checkpoint loads
-    assert state["epoch"] == 40 and sorted(rundir.by_epoch(state["records"]["progress"])) == fa.progress_epochs(40).tolist()
+    assert state["epoch"] == 40 and sorted(rundir.by_epoch(state["records"]["progress"])) == fourier.progress_epochs(40).tolist()
     assert tree(FINISHED) == before  # reading writes nothing
 
 
@@ -107,7 +108,7 @@ def test_the_interrupted_legacy_run_resumes(today, tmp_path, capsys):
     for name in ("omega.npz", "omega_talk.npz", "grad_norms.npz"):
         assert_same_arrays(rows_before(npz(run / name), 26), rows_before(npz(FINISHED / name), 26), exact=True)
     old_copies = rundir.load_copies(str(FINISHED), "progress", miiii.PARAM_NAMES)
-    for e in [e for e in fa.progress_epochs(40).tolist() if e < 26]:
+    for e in [e for e in fourier.progress_epochs(40).tolist() if e < 26]:
         assert_same_arrays(npz(run / "progress_params" / f"{e}.npz"), old_copies[e], exact=True)
     got, old = npz(run / "metrics.npz"), npz(FINISHED / "metrics.npz")
     np.testing.assert_array_equal(got["step_loss"][:26], old["step_loss"][:26])
@@ -131,7 +132,7 @@ def test_the_finished_legacy_run_extends(today, tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[0] == f"resuming {run} at epoch 40 to 80"
     assert not (run / "analysis.json").exists() and not (run / "progress.npz").exists()  # of the 40-epoch run
     assert not (run / rundir.PROGRESS_PARAMS).exists()  # its copies are now files of their own
-    old, new = fa.progress_epochs(40), fa.progress_epochs(80)
+    old, new = fourier.progress_epochs(40), fourier.progress_epochs(80)
     assert sorted(int(p.stem) for p in (run / "progress_params").iterdir()) == np.union1d(old, new[new > 40]).tolist()
     for name in ("omega.npz", "omega_talk.npz", "grad_norms.npz"):
         assert_same_arrays(rows_before(npz(run / name), 40), rows_before(npz(FINISHED / name), 40), exact=True)

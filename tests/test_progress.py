@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import fft_analysis as fa  # noqa: E402
+import fourier  # noqa: E402
 import figures  # noqa: E402
 import miiii  # noqa: E402
 import rundir  # noqa: E402
@@ -49,9 +50,9 @@ def test_restricted_loss_of_logits_made_of_the_key_waves_is_the_full_loss():
     restricted, excluded = fa.restricted_and_excluded(logits, y, P, [(3, 3), (7, 7)], train)
     assert restricted == pytest.approx(full, rel=1e-9)
     assert excluded == pytest.approx(1.0, abs=1e-9)  # nothing left but the constant 0: chance
-    np.testing.assert_allclose(fa.restrict_logits(logits, P, [(3, 3), (7, 7)]), logits, atol=1e-9)
+    np.testing.assert_allclose(fourier.restrict_logits(logits, P, [(3, 3), (7, 7)]), logits, atol=1e-9)
     # a mirrored spelling of the same waves, (p - k, p - k), is the same projection
-    np.testing.assert_allclose(fa.restrict_logits(logits, P, [(P - 3, P - 3), (7, 7)]), logits, atol=1e-9)
+    np.testing.assert_allclose(fourier.restrict_logits(logits, P, [(P - 3, P - 3), (7, 7)]), logits, atol=1e-9)
 
 
 def test_restriction_to_other_waves_leaves_chance():
@@ -61,7 +62,7 @@ def test_restriction_to_other_waves_leaves_chance():
     assert restricted == pytest.approx(1.0, abs=1e-9)
     assert excluded == pytest.approx(loss_by_hand(logits, y), rel=1e-9)  # removed nothing the logits had
     # removing one of the two waves leaves the other one's logits
-    one = fa.restrict_logits(logits, P, [(7, 7)], keep=False)
+    one = fourier.restrict_logits(logits, P, [(7, 7)], keep=False)
     np.testing.assert_allclose(one, nanda_logits(P, [(3, 2.0)]), atol=1e-9)
 
 
@@ -78,23 +79,23 @@ def test_constant_and_class_shifts_are_kept_and_ignored():
     base, y = nanda_logits(P, [(4, 1.0)]), targets(P)
     rng = np.random.default_rng(1)
     shifted = base + rng.normal(size=(P * P, 1)) + rng.normal(size=(1, P))  # per input, per class
-    assert fa.key_waves(shifted, P)[0].tolist() == [[4, 4]]  # input shifts cancel in the softmax
+    assert fourier.key_waves(shifted, P)[0].tolist() == [[4, 4]]  # input shifts cancel in the softmax
     per_class = rng.normal(size=(1, P))  # a constant per class is kept by both restrictions
-    kept = fa.restrict_logits(base + per_class, P, [(4, 4)])
+    kept = fourier.restrict_logits(base + per_class, P, [(4, 4)])
     np.testing.assert_allclose(kept, base + per_class, atol=1e-9)
-    np.testing.assert_allclose(fa.restrict_logits(base + per_class, P, [(4, 4)], keep=False),
+    np.testing.assert_allclose(fourier.restrict_logits(base + per_class, P, [(4, 4)], keep=False),
                                np.broadcast_to(per_class, base.shape), atol=1e-9)
 
 
 def test_key_waves_of_known_logits():
     logits = nanda_logits(P, [(3, 2.0), (7, 1.0), (10, 0.25)])
-    waves, shares = fa.key_waves(logits, P)
+    waves, shares = fourier.key_waves(logits, P)
     # energy ~ A^2: 4, 1, 1/16 of 5.0625; the first two reach 98.8 % >= 90 %, the first alone 79 %
     assert waves.tolist() == [[3, 3], [7, 7]]
     np.testing.assert_allclose(shares, [4 / 5.0625, 1 / 5.0625], rtol=1e-9)
-    waves, _ = fa.key_waves(logits, P, level=0.995)
+    waves, _ = fourier.key_waves(logits, P, level=0.995)
     assert waves.tolist() == [[3, 3], [7, 7], [10, 10]]
-    assert fa.key_waves(np.ones((P * P, P)), P)[0].shape == (0, 2)  # no energy, no key wave
+    assert fourier.key_waves(np.ones((P * P, P)), P)[0].shape == (0, 2)  # no energy, no key wave
 
 
 def test_head_loss_against_a_hand_sum():
@@ -139,15 +140,15 @@ def test_phase_rules_on_hand_made_curves():
 
 # ============================================================================ schedule and hook
 def test_progress_epochs_schedule():
-    assert fa.progress_epochs(40).tolist() == list(range(41))  # every E/40 = every epoch
-    assert fa.progress_epochs(0).tolist() == [0]
-    e80 = fa.progress_epochs(80).tolist()
+    assert fourier.progress_epochs(40).tolist() == list(range(41))  # every E/40 = every epoch
+    assert fourier.progress_epochs(0).tolist() == [0]
+    e80 = fourier.progress_epochs(80).tolist()
     logs = {int(np.round(80 ** (i / 23))) for i in range(24)}  # geomspace(1, 80, 24) by hand
     assert e80 == sorted(set(range(0, 81, 2)) | logs)
-    big = fa.progress_epochs(65536)
+    big = fourier.progress_epochs(65536)
     assert big[0] == 0 and big[-1] == 65536 and len(big) == 64
     assert {int(np.round(65536 * i / 40)) for i in range(41)} <= set(big.tolist())
-    np.testing.assert_array_equal(fa.progress_epochs(65536), big)  # deterministic
+    np.testing.assert_array_equal(fourier.progress_epochs(65536), big)  # deterministic
 
 
 TINY = dict(miiii.DEFAULTS, task="nanda", p=11, d=16, heads=2, epochs=80, log_every=10)
@@ -156,7 +157,7 @@ TINY = dict(miiii.DEFAULTS, task="nanda", p=11, d=16, heads=2, epochs=80, log_ev
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     state = {}
-    params, metrics = miiii.train(TINY, progress=False, hooks=fa.training_hooks(TINY, state))
+    params, metrics = miiii.train(TINY, progress=False, hooks=miiii.training_hooks(TINY, state))
     plain, _ = miiii.train(TINY, progress=False)
     out = str(tmp_path_factory.mktemp("progress") / "run")
     miiii.write_run(out, TINY, params, metrics)
@@ -166,7 +167,7 @@ def tiny(tmp_path_factory):
 
 def test_hook_records_exactly_the_schedule_and_changes_nothing(tiny):
     out, state, params, plain = tiny
-    assert sorted(state["progress"]) == fa.progress_epochs(80).tolist()
+    assert sorted(state["progress"]) == fourier.progress_epochs(80).tolist()
     for name in miiii.PARAM_NAMES:
         assert params[name].tobytes() == plain[name].tobytes(), name
         assert state["progress"][80][name].dtype == np.float32
@@ -176,7 +177,7 @@ def test_hook_records_exactly_the_schedule_and_changes_nothing(tiny):
     np.testing.assert_array_equal(state["progress"][0]["W_in"], init["W_in"])  # a copy, not the live array
     # the files: one progress_params/<epoch>.npz per copy, read back as {epoch: params}
     assert sorted(os.listdir(os.path.join(out, "progress_params"))) == sorted(
-        f"{e}.npz" for e in fa.progress_epochs(80).tolist())
+        f"{e}.npz" for e in fourier.progress_epochs(80).tolist())
     with np.load(os.path.join(out, "progress_params", "40.npz")) as f:
         assert sorted(f.files) == sorted(miiii.PARAM_NAMES)
     back = fa.load_records(out)["progress_params"]
@@ -188,16 +189,16 @@ def test_hook_records_exactly_the_schedule_and_changes_nothing(tiny):
 def test_extended_run_keeps_old_epochs_and_adds_the_new_ones():
     short = dict(TINY, epochs=50)
     state = miiii.init_state(short)
-    miiii.train(short, progress=False, hooks=fa.training_hooks(short, state["records"]), state=state)
+    miiii.train(short, progress=False, hooks=miiii.training_hooks(short, state["records"]), state=state)
     packed = {}  # through a checkpoint's JSON skeleton: epoch keys become strings
     records = rundir.unpack_tree(rundir.pack_tree(state["records"], packed), packed)
     state["records"] = records
     state = miiii.extend_state(state, TINY)
-    miiii.train(TINY, progress=False, hooks=fa.training_hooks(TINY, state["records"]), state=state)
-    want = set(fa.progress_epochs(50).tolist()) | {e for e in fa.progress_epochs(80).tolist() if e > 50}
+    miiii.train(TINY, progress=False, hooks=miiii.training_hooks(TINY, state["records"]), state=state)
+    want = set(fourier.progress_epochs(50).tolist()) | {e for e in fourier.progress_epochs(80).tolist() if e > 50}
     assert sorted(state["records"]["progress"]) == sorted(want)
-    p80 = fa.progress_epochs(80)
-    skipped = set(p80[p80 < 50].tolist()) - set(fa.progress_epochs(50).tolist())  # before the resume point
+    p80 = fourier.progress_epochs(80)
+    skipped = set(p80[p80 < 50].tolist()) - set(fourier.progress_epochs(50).tolist())  # before the resume point
     assert skipped and not skipped & set(state["records"]["progress"])
     assert all(isinstance(e, int) for e in state["records"]["progress"])
 
@@ -209,7 +210,7 @@ def test_command_line_writes_progress_npz_and_the_summary(tiny, capsys):
     assert "progress measures" in capsys.readouterr().out
     pm = dict(np.load(os.path.join(out, "progress.npz")))
     assert sorted(pm) == sorted(rundir.PROGRESS_KEYS)
-    S = len(fa.progress_epochs(80))
+    S = len(fourier.progress_epochs(80))
     for key in ("train_loss", "valid_loss", "restricted_loss", "excluded_loss"):
         assert pm[key].shape == (S, 1)
     assert pm["phases"].shape == (1, 3) and pm["key_waves"].shape[1] == 3

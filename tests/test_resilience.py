@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import fft_analysis as fa
+import fourier
 import miiii
 import rundir
 from run_files import assert_same_files, cli_args, files, tree
@@ -53,7 +53,7 @@ CONFIGS = {"ema": EMA, "ma": MA, "plain": PLAIN}
 
 # ============================================================================ helpers
 def progress_copies(epochs):
-    return {f"progress_params/{e}.npz" for e in fa.progress_epochs(epochs).tolist()}
+    return {f"progress_params/{e}.npz" for e in fourier.progress_epochs(epochs).tolist()}
 
 
 def temp_files(folder):
@@ -81,7 +81,7 @@ def run_with_stops(cfg, out, stops=(), tamper=None):
     out.mkdir(parents=True, exist_ok=True)
     state = miiii.init_state(cfg)
     for stop_at in stops:
-        hooks = fa.training_hooks(cfg, state["records"])
+        hooks = miiii.training_hooks(cfg, state["records"])
         current = state
         with pytest.raises(miiii.Interrupted) as info:
             miiii.train(cfg, progress=False, hooks=hooks, state=current,
@@ -93,7 +93,7 @@ def run_with_stops(cfg, out, stops=(), tamper=None):
         assert not any(state["records"].get(kind) for kind in ("omega", "grad_norms", "progress"))  # on disk
         if tamper is not None:
             tamper(state)
-    hooks = fa.training_hooks(cfg, state["records"])
+    hooks = miiii.training_hooks(cfg, state["records"])
     params, metrics = miiii.train(cfg, progress=False, hooks=hooks, state=state)
     for name in (CHECKPOINT, rundir.PREVIOUS):
         if os.path.exists(out / name):
@@ -127,7 +127,7 @@ def error_lines(err):
 
 # ============================================================================ 1. exact resume, in-process
 LOGGED_60 = set(miiii.log_epochs(60, 0).tolist())  # 0 1 2 4 8 10 16 20 30 32 40 50 60
-SNAPS_60 = set(fa.snapshot_epochs(60).tolist())  # 0..13 15 16 17 19 21 23 25 27 29 32 35 38 41 45 49 54 59 60
+SNAPS_60 = set(fourier.snapshot_epochs(60).tolist())  # 0..13 15 16 17 19 21 23 25 27 29 32 35 38 41 45 49 54 59 60
 
 # (epoch at which stop() turns true, what is special about it)
 POINTS = {
@@ -192,7 +192,7 @@ def test_resume_from_every_periodic_checkpoint(clean, tmp_path):
         miiii.save_checkpoint(str(saved / f"ckpt_{state['epoch']}.npz"), state, EMA)
 
     state = miiii.init_state(EMA)
-    hooks = fa.training_hooks(EMA, state["records"])
+    hooks = miiii.training_hooks(EMA, state["records"])
     params, metrics = miiii.train(EMA, progress=False, hooks=hooks, state=state, checkpoint=keep,
                                   checkpoint_every=7)
     # checkpointing along the way does not change the run
@@ -206,7 +206,7 @@ def test_resume_from_every_periodic_checkpoint(clean, tmp_path):
         again = str(tmp_path / "again.npz")  # a checkpoint round-trips to the same bytes
         miiii.save_checkpoint(again, state, EMA)
         assert Path(again).read_bytes() == Path(path).read_bytes()
-        hooks = fa.training_hooks(EMA, state["records"])
+        hooks = miiii.training_hooks(EMA, state["records"])
         params, metrics = miiii.train(EMA, progress=False, hooks=hooks, state=state)
         assert_same_files(write_results(tmp_path / f"from{e}", EMA, params, metrics, state["records"]),
                           clean("ema"))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import fft_analysis as fa
+import fourier
 import miiii
 import rundir
 
@@ -26,7 +27,7 @@ def wave_grid(p, k0, k1, phase=0.0):
 
 # ============================================================================ the talk's Omega rule
 def test_talk_columns_are_zero_based_and_log_spaced():
-    cols = fa.talk_columns(65536)
+    cols = fourier.talk_columns(65536)
     assert cols.shape == (168,) and cols[0] == 1 and cols[-1] == 65536
     # the talk's columns 81, 101, 121, 141, 161 are its epochs ~215, 817, 3.1k, 11.7k, 44k: 0-based indices
     # (docs/analysis.md, the talk's Omega rule)
@@ -34,11 +35,11 @@ def test_talk_columns_are_zero_based_and_log_spaced():
     assert [round(65536 ** (i / 167)) for i in (81, 101, 121, 141, 161)] == [217, 818, 3089, 11658, 43998]
     assert cols[[80, 100]].tolist() == [203, 766]  # 1-based would read these: further from 215, 817
     assert (np.diff(cols) >= 0).all() and len(np.unique(cols)) == 141  # early columns repeat (1, 1, 1, ...)
-    rec = fa.talk_epochs(65536)
+    rec = fourier.talk_epochs(65536)
     assert set(np.unique(cols).tolist()) <= set(rec.tolist()) and len(rec) == 375
     assert {c + s for c in cols.tolist() for s in (-1, 0, 1) if 0 <= c + s <= 65536} == set(rec.tolist())
-    assert fa.talk_columns(0).size == 0 and fa.talk_epochs(0).size == 0
-    assert fa.talk_epochs(3).tolist() == [0, 1, 2, 3]
+    assert fourier.talk_columns(0).size == 0 and fourier.talk_epochs(0).size == 0
+    assert fourier.talk_epochs(3).tolist() == [0, 1, 2, 3]
 
 
 def hand_talk_counts(cols, series, last):
@@ -62,11 +63,11 @@ def test_talk_rule_on_synthetic_spectra():
     """Bins: constant (1/168 per column after normalising: never counts), growing (counts late
     only), all zero (stays 0)."""
     E = 400
-    cols = fa.talk_columns(E).tolist()
+    cols = fourier.talk_columns(E).tolist()
     series = {e: [5.0, float(e), 0.0] for e in range(E + 1)}
     epochs = np.arange(E + 1)
     spectra = np.array([series[e] for e in epochs])
-    talk = fa.talk_omega(epochs, spectra, E)
+    talk = fourier.talk_omega(epochs, spectra, E)
     counts, threshold, M = hand_talk_counts(cols, series, E)
     assert talk["counts"].tolist() == counts and talk["approximated"] == 0
     assert talk["threshold"] == pytest.approx(threshold, rel=1e-12)
@@ -88,11 +89,11 @@ def test_talk_rule_on_synthetic_spectra():
 def test_talk_rule_moving_average_spreads_a_spike():
     """A one-epoch spike at epoch s reaches the columns at s - 1, s, s + 1 with a third of its height."""
     E = 400
-    cols = fa.talk_columns(E).tolist()
+    cols = fourier.talk_columns(E).tolist()
     s = min(cols, key=lambda c: abs(c - 150))  # a column epoch near 150
     series = {e: [3.0 if e == s else 0.0, 1.0 + e % 3] for e in range(E + 1)}
     epochs = np.arange(E + 1)
-    talk = fa.talk_omega(epochs, np.array([series[e] for e in epochs]), E)
+    talk = fourier.talk_omega(epochs, np.array([series[e] for e in epochs]), E)
     counts, threshold, M = hand_talk_counts(cols, series, E)
     assert talk["counts"].tolist() == counts and talk["threshold"] == pytest.approx(threshold, rel=1e-12)
     hit = [j for j, c in enumerate(cols) if abs(c - s) <= 1]  # columns whose window holds the spike
@@ -103,27 +104,27 @@ def test_talk_rule_moving_average_spreads_a_spike():
 def test_talk_rule_columns_approximated_in_an_extended_run():
     """A run of 2,000 epochs extended to 65,536: middle columns of the new layout were not recorded."""
     E = 65536
-    old, new = fa.talk_epochs(2000).tolist(), fa.talk_epochs(E).tolist()
+    old, new = fourier.talk_epochs(2000).tolist(), fourier.talk_epochs(E).tolist()
     recorded = sorted(set(old) | {e for e in new if e > 2000})
     spectra = np.array([[1.0 + e, 2.0, (e % 7) * 0.5] for e in recorded])
-    talk = fa.talk_omega(recorded, spectra, E)
+    talk = fourier.talk_omega(recorded, spectra, E)
     rec = set(recorded)
-    expected = sum(1 for c in fa.talk_columns(E).tolist()
+    expected = sum(1 for c in fourier.talk_columns(E).tolist()
                    if c not in rec or any(e not in rec for e in (c - 1, c + 1) if 0 <= e <= E))
     assert talk["approximated"] == expected > 10
     for c, used in zip(talk["column_epochs"].tolist(), talk["used_epochs"].tolist()):
         assert used in rec and abs(used - c) == min(abs(e - c) for e in rec)  # the nearest recorded epoch
-    full = fa.talk_omega(new, np.array([[1.0 + e, 2.0, (e % 7) * 0.5] for e in new]), E)
+    full = fourier.talk_omega(new, np.array([[1.0 + e, 2.0, (e % 7) * 0.5] for e in new]), E)
     assert full["approximated"] == 0 and (full["used_epochs"] == full["column_epochs"]).all()
-    assert fa.talk_omega([], np.zeros((0, 3)), E) is None
+    assert fourier.talk_omega([], np.zeros((0, 3)), E) is None
 
 
 def test_talk_printed_and_summary():
-    assert [fa.talk_printed(n) for n in (0, 1, 2, 16, 22, 47, 50, 23, 81)] == [0, 1, 1, 8, 10, 17, 18, 10, 27]
-    talk = fa.talk_omega(np.arange(65537), np.outer(np.arange(65537.0), [1.0, 0.0]) + [0.0, 1.0], 65536)
-    s = fa.talk_summary(talk, 65536)
+    assert [fourier.talk_printed(n) for n in (0, 1, 2, 16, 22, 47, 50, 23, 81)] == [0, 1, 1, 8, 10, 17, 18, 10, 27]
+    talk = fourier.talk_omega(np.arange(65537), np.outer(np.arange(65537.0), [1.0, 0.0]) + [0.0, 1.0], 65536)
+    s = fourier.talk_summary(talk, 65536)
     assert list(s["table1"]) == ["256", "1024", "4096", "16384", "65536"]
-    cols = fa.talk_columns(65536).tolist()
+    cols = fourier.talk_columns(65536).tolist()
     nearest = [min(cols, key=lambda c: (abs(c - e), c)) for e in (256, 1024, 4096, 16384, 65536)]
     assert [v["epoch"] for v in s["table1"].values()] == nearest == [248, 999, 4029, 16249, 65536]
     assert [v["epoch"] for v in s["talk_columns"].values()] == [217, 818, 3089, 11658, 43998]
@@ -139,10 +140,10 @@ def test_talk_spectrum_against_a_hand_computation():
     grid = cache["hid"][:, 0].reshape(p, p).T.astype(np.float64)[1:, 1:]  # [x0, x1], digits 1 .. p-1
     F = np.fft.fft2(grid)  # full 2D DFT, axis 0 = x0
     expected = np.abs(F)[: (p - 1) // 2 + 1, :].mean(axis=1)  # k0 = 0 .. (p-1)//2, mean over every k1
-    got = fa.talk_spectrum(params, p)
+    got = miiii.talk_spectrum(params, p)
     assert got.shape == ((p - 1) // 2 + 1,) == (7,)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    other = fa.talk_spectrum({**params, "W_in": params["W_in"][:, ::-1].copy()}, p)  # neuron 0 only
+    other = miiii.talk_spectrum({**params, "W_in": params["W_in"][:, ::-1].copy()}, p)  # neuron 0 only
     assert not np.allclose(other, got)
 
 
@@ -156,7 +157,7 @@ def test_authors_key_frequencies_find_three_planted_waves(offset):
     for k in (4, 11, 23):
         tok[:p] += rng.uniform(1, 2, d) * np.cos(2 * np.pi * k * x / p + rng.uniform(0, 2 * np.pi, d))
     tok[:p] += offset  # a constant offset is frequency k = 0, which the authors' rule includes
-    keys, norms = fa.key_frequencies_authors(tok)
+    keys, norms = fourier.key_frequencies_authors(tok)
     assert norms.shape == (p // 2 + 1,)
     assert keys == ([0] if offset else []) + [4, 11, 23]
     # the norm at a planted k: each dimension's |rfft| there is amplitude * p / 2
@@ -168,13 +169,13 @@ def test_authors_positional_cosine_on_hand_vectors():
     pos = rng.standard_normal((3, 64))
     pos[0, :37], pos[1, :37] = 0.0, 0.0
     pos[0, 0], pos[1, 0], pos[1, 1] = 1.0, 1.0, 1.0  # first 37 dims: e0 and e0 + e1, cosine 1/sqrt(2)
-    cos, dims = fa.positional_cosine(pos)
+    cos, dims = fourier.positional_cosine(pos)
     assert dims == 37 and cos == pytest.approx(1 / math.sqrt(2), rel=1e-12)  # dims 37 .. 63 ignored
     pos[1, :37] = -2 * pos[0, :37]
-    assert fa.positional_cosine(pos)[0] == pytest.approx(-1.0)
+    assert fourier.positional_cosine(pos)[0] == pytest.approx(-1.0)
     small = np.array([[1.0, 2.0, 0.0, 0.0], [2.0, 0.0, 1.0, 0.0], [9.0, 9.0, 9.0, 9.0]])  # d = 4 < 37: all dims
-    assert fa.positional_cosine(small) == (pytest.approx(2 / 5), 4)  # (1*2) / (sqrt(5) sqrt(5))
-    assert math.isnan(fa.positional_cosine(np.zeros((3, 40)))[0])
+    assert fourier.positional_cosine(small) == (pytest.approx(2 / 5), 4)  # (1*2) / (sqrt(5) sqrt(5))
+    assert math.isnan(fourier.positional_cosine(np.zeros((3, 40)))[0])
 
 
 # ============================================================================ our Omega count: mixing
@@ -186,13 +187,13 @@ def test_mixing_count_on_planted_waves():
     grids = np.stack([rng.uniform(0.5, 2) * wave_grid(p, k0, k1, rng.uniform(0, 2 * np.pi))
                       for (k0, k1) in planted for _ in range(10)])
     grids = (grids + 0.02 * rng.standard_normal(grids.shape)).astype(np.float32)
-    power = fa.neuron_power(grids)
-    omega = fa.omega_from_active(fa.neuron_active(power), int(fa.live_neurons(power).sum()))
-    freqs = [tuple(w) for w in fa.frequency_index(p)]
+    power = fourier.neuron_power(grids)
+    omega = fourier.omega_from_active(fourier.neuron_active(power), int(fourier.live_neurons(power).sum()))
+    freqs = [tuple(w) for w in fourier.frequency_index(p)]
     assert {freqs[i] for i in np.flatnonzero(omega["active"])} == set(planted)
-    assert fa.omega_split(omega["active"], p) == {"mixing": 2, "axis": 2, "all": 4}
-    only_axis = fa.omega_from_active(fa.neuron_active(power[:20]), 20)
-    assert fa.omega_split(only_axis["active"], p) == {"mixing": 0, "axis": 2, "all": 2}
+    assert fourier.omega_split(omega["active"], p) == {"mixing": 2, "axis": 2, "all": 4}
+    only_axis = fourier.omega_from_active(fourier.neuron_active(power[:20]), 20)
+    assert fourier.omega_split(only_axis["active"], p) == {"mixing": 0, "axis": 2, "all": 2}
 
 
 def test_fresh_model_has_axis_frequencies_but_no_mixing_ones():
@@ -206,7 +207,7 @@ def test_fresh_model_has_axis_frequencies_but_no_mixing_ones():
     task = miiii.make_task("miiii", p)
     for seed in (0, 1):
         params = miiii.init_params(p, d, 4, task["classes"], seed=seed)
-        split = fa.omega_split(fa.omega_snapshot(params, p)["active"], p)
+        split = fourier.omega_split(miiii.omega_snapshot(params, p)["active"], p)
         assert split["mixing"] <= 2 and split["axis"] >= p - 3, split
 
 
@@ -216,15 +217,15 @@ def float64_snapshot(params, p):
     p64 = {name: np.asarray(w, dtype=np.float64) for name, w in params.items()}
     _, cache = miiii.forward(p64, miiii.all_pairs(p))
     grids = cache["hid"].reshape(p, p, -1).transpose(2, 1, 0)  # (4d, x0, x1)
-    power = fa.neuron_power(grids)
-    return fa.omega_from_active(fa.neuron_active(power), int(fa.live_neurons(power).sum()))
+    power = fourier.neuron_power(grids)
+    return fourier.omega_from_active(fourier.neuron_active(power), int(fourier.live_neurons(power).sum()))
 
 
 @pytest.mark.parametrize("p, trained", [(23, False), (24, False), (23, True)])
 def test_fast_snapshot_agrees_with_float64(p, trained):
     cfg = dict(task="nanda", p=p, d=32, heads=4, lr=3e-3, wd=1.0, lamb=2.0, epochs=150 if trained else 0)
     params = miiii.train(cfg, progress=False)[0]
-    fast, slow = fa.omega_snapshot(params, p), float64_snapshot(params, p)
+    fast, slow = miiii.omega_snapshot(params, p), float64_snapshot(params, p)
     assert fast["live"] == slow["live"]
     pairs = fast["live"] * len(fast["counts"])
     assert np.abs(fast["counts"] - slow["counts"]).sum() <= 1e-4 * pairs  # float32 rounding near a threshold
@@ -244,16 +245,16 @@ def test_fast_path_on_planted_neurons_matches_the_grid_path():
     delta[4, 11] = 2.5  # one input: |FFT|^2 is the same at every frequency
     grids = np.concatenate([grids, np.zeros((2, p, p)), delta[None]]).astype(np.float32)
     H = grids.transpose(2, 1, 0).reshape(p * p, -1).copy()  # (N, n) in sample order x0 + x1 p
-    fast = fa.omega_from_hidden(H, p)
-    power = fa.neuron_power(grids)
-    active = fa.neuron_active(power)
+    fast = fourier.omega_from_hidden(H, p)
+    power = fourier.neuron_power(grids)
+    active = fourier.neuron_active(power)
     assert not active[-1].any() and not active[-3:-1].any()  # the flat spectrum and the dead ones: nothing
-    slow = fa.omega_from_active(active, int(fa.live_neurons(power).sum()))
+    slow = fourier.omega_from_active(active, int(fourier.live_neurons(power).sum()))
     assert fast["live"] == slow["live"] == len(planted) + 6 + 1
     np.testing.assert_array_equal(fast["counts"], slow["counts"])
-    freqs = [tuple(w) for w in fa.frequency_index(p)]
+    freqs = [tuple(w) for w in fourier.frequency_index(p)]
     assert {freqs[i] for i in np.flatnonzero(fast["active"])} == set(planted)
-    alone = fa.omega_from_hidden(delta.T.reshape(p * p, 1).astype(np.float32).copy(), p)
+    alone = fourier.omega_from_hidden(delta.T.reshape(p * p, 1).astype(np.float32).copy(), p)
     assert alone["live"] == 1 and alone["counts"].sum() == 0
 
 
@@ -273,15 +274,15 @@ def test_hidden_is_forwards_hidden_layer():
 def test_talk_hook_records_at_exactly_its_epochs_and_changes_nothing():
     cfg = dict(task="miiii", p=11, d=16, heads=2, epochs=60, log_every=10, dropout=0.1)
     state = {}
-    hooks = [h for h in fa.training_hooks(cfg, state)
-             if h.get("snapshot_epochs") == set(fa.talk_epochs(60).tolist())]
+    hooks = [h for h in miiii.training_hooks(cfg, state)
+             if h.get("snapshot_epochs") == set(fourier.talk_epochs(60).tolist())]
     assert len(hooks) == 1
     with_hook, _ = miiii.train(cfg, progress=False, hooks=hooks)
     plain, _ = miiii.train(cfg, progress=False)
     for name in miiii.PARAM_NAMES:
         assert with_hook[name].tobytes() == plain[name].tobytes(), name
-    assert sorted(state["omega_talk"]) == fa.talk_epochs(60).tolist()
-    np.testing.assert_array_equal(state["omega_talk"][60], fa.talk_spectrum(plain, 11))
+    assert sorted(state["omega_talk"]) == fourier.talk_epochs(60).tolist()
+    np.testing.assert_array_equal(state["omega_talk"][60], miiii.talk_spectrum(plain, 11))
     assert len(state["omega_talk"]) == 61  # a 60-epoch run: every epoch is a column or a neighbour
 
 
@@ -289,21 +290,21 @@ def test_extended_run_keeps_old_talk_records():
     """training_hooks called again with the longer config and the old records (miiii --resume --epochs N)."""
     cfg = dict(task="nanda", p=11, d=16, heads=2, epochs=300)
     records = {}
-    miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, records))
+    miiii.train(cfg, progress=False, hooks=miiii.training_hooks(cfg, records))
     old = dict(records["omega_talk"])
-    assert sorted(old) == fa.talk_epochs(300).tolist()
+    assert sorted(old) == fourier.talk_epochs(300).tolist()
     longer = {**cfg, "epochs": 3000, "extended_from": [300]}
     json_like = {key: ({str(e): v for e, v in val.items()} if isinstance(val, dict) and key != "timing" else val)
                  for key, val in records.items()}  # a checkpoint gives string epoch keys
-    hooks = fa.training_hooks(longer, json_like)
-    talk_hook = [h for h in hooks if h.get("snapshot_epochs") == set(fa.talk_epochs(3000).tolist())]
+    hooks = miiii.training_hooks(longer, json_like)
+    talk_hook = [h for h in hooks if h.get("snapshot_epochs") == set(fourier.talk_epochs(3000).tolist())]
     assert len(talk_hook) == 1 and sorted(json_like["omega_talk"]) == sorted(old)
     params = miiii.train({**cfg, "epochs": 5}, progress=False)[0]
-    for e in fa.talk_epochs(3000).tolist():
+    for e in fourier.talk_epochs(3000).tolist():
         if e > 300:
             talk_hook[0]["snapshot"](e, params)  # stand-in weights: only the epochs matter here
     epochs = sorted(json_like["omega_talk"])
-    talk = fa.talk_omega(epochs, [json_like["omega_talk"][e] for e in epochs], 3000)
+    talk = fourier.talk_omega(epochs, [json_like["omega_talk"][e] for e in epochs], 3000)
     assert set(old) <= set(epochs) and talk["approximated"] > 0
 
 
@@ -314,7 +315,7 @@ def old_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("old") / "run"
     cfg = {**miiii.DEFAULTS, "task": "miiii", "p": 11, "d": 16, "heads": 2, "epochs": 300, "log_every": 10}
     state = {}
-    params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
+    params, metrics = miiii.train(cfg, progress=False, hooks=miiii.training_hooks(cfg, state))
     miiii.write_run(str(out), cfg, params, metrics)
     rundir.finish_records(str(out), state)
     for name in os.listdir(out):
@@ -351,7 +352,7 @@ def test_run_without_only_the_talk_record(tmp_path):
     out = tmp_path / "run"
     cfg = {**miiii.DEFAULTS, "task": "miiii", "p": 11, "d": 16, "heads": 2, "epochs": 300, "log_every": 10}
     state = {}
-    params, metrics = miiii.train(cfg, progress=False, hooks=fa.training_hooks(cfg, state))
+    params, metrics = miiii.train(cfg, progress=False, hooks=miiii.training_hooks(cfg, state))
     miiii.write_run(str(out), cfg, params, metrics)
     rundir.finish_records(str(out), state)
     os.remove(out / "omega_talk.npz")
