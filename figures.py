@@ -13,7 +13,7 @@ An unfinished run (running or interrupted) is drawn as far as its last checkpoin
 saying so.
 
 This module draws; it does not analyse. Every number in a figure is either read from the run
-directory or computed by fft_analysis (Fourier projections, spectra, active frequencies, SVD,
+directory or computed by fourier.py and fft_analysis.py (Fourier projections, spectra, active frequencies, SVD,
 correlations, attention); the code here only selects, arranges and labels.
 
 Figures (numbered as in the talk; file stem, then the function that draws it)
@@ -139,7 +139,7 @@ def draw_spectrum(ax, power, mark_active=True):
     extent = (-0.5, power.shape[1] - 0.5, -(p // 2) - 0.5, p - 1 - p // 2 + 0.5)  # pixel centres on integers
     im = ax.imshow(shown, origin="lower", cmap=MAGNITUDE, extent=extent, aspect="equal")
     if mark_active:
-        active = fourier.neuron_active(power[None])[0]  # (F,) the w > mu + 2 sigma rule of fft_analysis
+        active = fourier.neuron_active(power[None])[0]  # (F,) the w > mu + 2 sigma rule of fourier.neuron_active
         k = fourier.frequency_index(p)[active]  # (n, 2) as (k0, k1)
         size = max(6.0, (1.5 * 180 / p) ** 2)  # circles ~1.5 pixels wide: a ~180 pt tall panel holds p pixels
         ax.scatter(k[:, 1], signed_k(k[:, 0], p), s=size, facecolors="none", edgecolors="red",
@@ -209,8 +209,8 @@ def omega_rows(omega, max_rows=None):
     """Which frequencies w Figure 10 shows, in display order, and a note on the choice.
 
     Only mixing frequencies (k0 != 0 and k1 != 0: our Omega count; the axis ones are active from
-    initialisation in every run, see fft_analysis). Of those, every one ever active in the model
-    (C(w) above fft_analysis's 4-sigma line at some snapshot), ordered by the first snapshot at
+    initialisation in every run, see docs/analysis.md). Of those, every one ever active in the model
+    (C(w) above fourier's 4-sigma line at some snapshot), ordered by the first snapshot at
     which it is active, so the Omega spike reads top-left to bottom-right. max_rows (None: all) caps
     the rows for small panels: those whose state changes during training first (a w active at every
     snapshot says nothing about timing), each group by peak count. With none ever active: the
@@ -296,7 +296,7 @@ def fig_embedding_sinusoid(tok_emb, task="T_nanda"):
     """Figure 2: a learned embedding dimension against the sinusoid fitted to it. 2 panels.
 
     The dimension is the one with most energy at the model's strongest frequency k; the fit is its
-    projection on the constant, cos k and sin k rows of fft_analysis's Fourier basis (the
+    projection on the constant, cos k and sin k rows of fourier.fourier_basis (the
     least-squares sinusoid of frequency k), drawn as the formula c + A cos(2 pi k x / p - phi).
     Top: against the token x. Bottom: the same points with the tokens reordered by k x mod p, where
     the k periods fold onto one (cos(2 pi k x / p) = cos(2 pi (k x mod p) / p)), so the wave is plain.
@@ -512,7 +512,7 @@ def fig_neurons(grids_nanda, grids_miiii, n=N_NEURONS):
 def fig_neuron_spectra(grids_nanda, grids_miiii, n=N_NEURONS):
     """Figure 9: the 2D power spectra of the first n neurons, T_nanda (top) and T_miiii (bottom). 2n panels.
 
-    Circles mark the frequencies active in the neuron (power > mean + 2 std, fft_analysis's rule).
+    Circles mark the frequencies active in the neuron (power > mean + 2 std, fourier.neuron_active).
     """
     fig, ax = new_figure(2, n, 3.0 * n, 7.6)
     for row, (grids, task) in enumerate(((grids_nanda, "T_nanda"), (grids_miiii, "T_miiii"))):
@@ -624,7 +624,7 @@ def table1_markdown(analysis, run_label="this run"):
 def fig_singular_values(tok_nanda, tok_miiii):
     """Singular values of the token embeddings (left) and their cumulative energy (right). 2 panels.
 
-    Dotted lines: 50 % and 90 % of the energy; markers: n50 / n90 of each run (fft_analysis).
+    Dotted lines: 50 % and 90 % of the energy; markers: n50 / n90 of each run (fourier.embedding_svd).
     """
     fig, ax = new_figure(1, 2, 11.0, 4.2)
     for colour, tok, task in (("C0", tok_nanda, "T_nanda"), ("C1", tok_miiii, "T_miiii")):

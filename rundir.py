@@ -1,6 +1,6 @@
 """rundir: the run directory's format, owned in one place (stdlib and numpy only, nothing of the model).
 
-A run directory, as miiii.py writes it (README, *Run directory*, says what each file holds):
+A run directory, as miiii.py writes it (docs/run-directory.md says what each file holds):
 
   config.json              every setting and `status`: "running", "interrupted" once stopped early,
                            "complete" written last, after every other result
