@@ -205,26 +205,40 @@ def train(spec, out, run_dir, log):
     start = beat = time.time()
     piece, side_by_side, stopping = None, 1, False
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
-    epoch = checkpoint_epoch(run_dir) or 0
-    publish(worker, spec, kind="started", epoch=epoch, epochs=epochs, pid=proc.pid, worker_pid=os.getpid(),
-            on=worker.address if worker else None)
-    while True:
-        try:
-            rc = proc.wait(timeout=spec["poll_s"])
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        if not stopping and given_up(worker, key):
-            proc.terminate()  # SIGTERM, once: the trainer checkpoints and stops
-            stopping = True
-        side_by_side = max(side_by_side, worker.state.executing_count if worker else 1)
-        now = checkpoint_epoch(run_dir)
-        if now is not None and now != epoch:
-            epoch = now
-            publish(worker, spec, kind="progress", epoch=epoch, epochs=epochs)
-        if spec["heartbeat"] and time.time() - beat >= HEARTBEAT_S:
-            piece = record_wall_time(run_dir, time.time() - start, threads, side_by_side, piece, finished=False)
-            beat = time.time()
+    try:
+        epoch = checkpoint_epoch(run_dir) or 0
+        publish(worker, spec, kind="started", epoch=epoch, epochs=epochs, pid=proc.pid, worker_pid=os.getpid(),
+                on=worker.address if worker else None)
+        while True:
+            try:
+                rc = proc.wait(timeout=spec["poll_s"])
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            try:  # watching is best effort: a failed look at the run must not end the task and orphan its trainer
+                if not stopping and given_up(worker, key):
+                    proc.terminate()  # SIGTERM, once: the trainer checkpoints and stops
+                    stopping = True
+                side_by_side = max(side_by_side, worker.state.executing_count if worker else 1)
+                now = checkpoint_epoch(run_dir)
+                if now is not None and now != epoch:
+                    epoch = now
+                    publish(worker, spec, kind="progress", epoch=epoch, epochs=epochs)
+                if spec["heartbeat"] and time.time() - beat >= HEARTBEAT_S:
+                    piece = record_wall_time(run_dir, time.time() - start, threads, side_by_side, piece,
+                                             finished=False)
+                    beat = time.time()
+            except Exception as e:  # e.g. CPython 3.11's "AST constructor recursion depth mismatch" from
+                # numpy's header parsing in two threads at once: look again at the next poll
+                print(f"runner: watching the run failed once ({type(e).__name__}: {e}); the run goes on",
+                      file=log, flush=True)
+    finally:
+        if proc.poll() is None:  # the task is leaving while its trainer runs: stop it at a checkpoint
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     seconds = time.time() - start
     publish(worker, spec, kind="ended", rc=rc, pid=proc.pid)
     if rc == 0 or spec["heartbeat"]:  # an interrupted piece counts only where pieces are kept
@@ -388,8 +402,10 @@ def run_missing(runs, client, results_dir, work_dir=None, threads=1, heartbeat=F
     if not pending:
         return outcomes
     check_workers(client, [resources(spec["flags"], threads) for spec in pending.values()], log)
-    futures = {client.submit(train_run, spec, key=f"{name}-{token[:8]}", pure=False,
-                             resources=resources(spec["flags"], threads)): name for name, spec in pending.items()}
+    # in the registry's order (Dask runs the higher priority first; left alone it may take a later one)
+    futures = {client.submit(train_run, spec, key=f"{name}-{token[:8]}", pure=False, priority=len(pending) - i,
+                             resources=resources(spec["flags"], threads)): name
+               for i, (name, spec) in enumerate(pending.items())}
     try:
         follow(client, futures, token, outcomes, results_dir, log, poll_s)
     except KeyboardInterrupt:
