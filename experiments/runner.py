@@ -24,6 +24,7 @@ there a trainer whose worker was killed trains on alone until it ends (the run d
 keeps a second one out). Ctrl-C of the client cancels the tasks, which stop their trainers (SIGTERM:
 a checkpoint) on the cluster too; Dask cannot stop a running task itself.
 """
+import functools
 import os
 import signal
 import socket
@@ -103,6 +104,13 @@ def machine():
     return f"{os.cpu_count()} cores" + (f", {model}" if model else "")
 
 
+@functools.lru_cache(maxsize=None)
+def code_commit():
+    """The commit of the code this runner starts trainers from, kept per piece in wall.json (config.json
+    names the commit of the last piece only)."""
+    return miiii.code_commit()
+
+
 def record_wall_time(run_dir, seconds, threads, side_by_side, piece=None, finished=True):
     """Write this piece's wall time into the run's wall.json (an extension or a resumed piece adds an
     entry); side_by_side: the most runs its worker ran at once meanwhile, this one included.
@@ -114,7 +122,7 @@ def record_wall_time(run_dir, seconds, threads, side_by_side, piece=None, finish
         entries = []
     entry = {"seconds": round(seconds, 1), "epochs": (rundir.read_config(run_dir) or {}).get("epochs"),
              "threads": threads, "runs_side_by_side": side_by_side, "machine": machine(),
-             "date": time.strftime("%Y-%m-%d")}
+             "date": time.strftime("%Y-%m-%d"), "code_commit": code_commit()}
     if not finished:
         entry["finished"] = False
     if piece is None or piece >= len(entries):

@@ -210,6 +210,8 @@ def test_the_default_local_cluster_makes_a_run_where_its_results_go(tmp_path):
                                                   "wall.json"]
     wall = json.loads((runs / "local" / "wall.json").read_text())
     assert [(w["threads"], w["runs_side_by_side"], w["epochs"]) for w in wall] == [(1, 1, 50)]
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert wall[0]["code_commit"].rstrip("+") == head  # each piece names the code that made it
     # results that are already where they go are not written again
     here = {"name": "local", "out": str(runs / "local"), "host": socket.gethostname(), "files": {"x": b""}}
     assert runner.write_back(str(runs), here) is None and not (runs / "local" / "x").exists()
