@@ -814,7 +814,9 @@ def paper_scale_section(runs):
         with open(PROGRESS_TABLE) as f:
             table = [line.rstrip("\n") for line in f if line.startswith("|")]
         lines += ["The campaign's runs (`python experiments/campaign.py --sync` wrote this table; "
-                  "`bash experiments/campaign.sh` resumes what stopped):", ""] + table + [""]
+                  "`bash experiments/campaign.sh` resumes what stopped; its machines and restarts: docs/experiments.md, "
+                  "*This repository's campaign so far*; each run's wall.json names the machine and commit of every "
+                  "piece):", ""] + table + [""]
     rows, verdicts = judged_rows(paper, prefix=PAPER_PREFIX)
     lines += (TABLE_HEAD + rows + [""]) if rows else ["No claim is judged here yet: no campaign run has finished.", ""]
     pending = [claim for claim, _, judge in CLAIMS if judge not in CPU_ONLY and judge(paper) is None]
