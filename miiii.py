@@ -1477,15 +1477,19 @@ def blas_threads(n):
 
 
 def install_signal_handlers(flag):
-    """First SIGINT/SIGTERM: ask the loop to checkpoint and stop. Second: leave at once.
+    """First SIGINT/SIGTERM: ask the loop to checkpoint and stop. A second SIGINT (Ctrl-C again):
+    leave at once. A second SIGTERM changes nothing: the kernel's parent-death signal comes once per
+    re-parenting, so a trainer whose multi-threaded parent (the experiment runner) dies gets SIGTERM
+    two or more times in a row, and must still checkpoint (SIGKILL is the way to leave at once).
 
     Leaving at once is safe because every file is written by atomic rename. Returns a function
     that puts the previous handlers back.
     """
     def handler(signum, frame):
-        if flag["signal"] is not None:
+        if flag["signal"] is None:
+            flag["signal"] = signum
+        elif signum == signal.SIGINT:
             os._exit(128 + signum)
-        flag["signal"] = signum
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     return lambda: [signal.signal(sig, h) for sig, h in previous.items()]

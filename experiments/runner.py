@@ -154,9 +154,9 @@ def die_with_parent():
     ends (Linux prctl PR_SET_PDEATHSIG); None elsewhere, where there is no such signal.
 
     As a many-threaded worker dies, the kernel hands the child to each of its other threads in turn and
-    signals it each time, so a trainer may get a second SIGTERM, on which miiii.py leaves at once instead
-    of checkpointing: it stops either way, and resumes from its last checkpoint (every file is renamed
-    into place, so none is torn). A stop the runner asks for (Ctrl-C of the client) is one SIGTERM."""
+    signals it each time, so a trainer gets SIGTERM more than once: miiii.py checkpoints on the first and
+    ignores the rest (only a second SIGINT makes it leave at once). A stop the runner asks for (Ctrl-C of
+    the client) is one SIGTERM."""
     if not sys.platform.startswith("linux"):
         return None
     import ctypes

@@ -333,3 +333,39 @@ def test_runs_start_in_the_registrys_order(tmp_path):
     assert all(o["status"] == "complete" for o in outcomes.values()), lines
     started = [line.split()[1] for line in lines if line.startswith("started ")]
     assert started == order, lines
+
+
+DYING_PARENT = """
+import subprocess, sys, threading, time
+sys.path.insert(0, {experiments!r})
+import runner
+
+def start():
+    cmd = [sys.executable, "miiii.py", *{flags!r}, "--out", {out!r}, "--threads", "1", "--quiet"]
+    with open({log!r}, "w") as log:
+        subprocess.Popen(cmd, cwd={root!r}, stdout=log, stderr=subprocess.STDOUT, preexec_fn=runner.die_with_parent())
+    time.sleep(600)
+
+for i in range(6):  # a worker's thread pool: the trainer is re-parented from thread to thread as they die
+    threading.Thread(target=start if i == 0 else (lambda: time.sleep(600)), daemon=True).start()
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_trainer_whose_runner_is_killed_checkpoints_and_says_so(tmp_path):
+    """SIGKILL the multi-threaded process that started a trainer: the kernel sends the trainer its
+    death signal (SIGTERM) once per re-parenting, more than once; it still checkpoints and stops."""
+    out, log = tmp_path / "run", tmp_path / "trainer.log"
+    script = tmp_path / "parent.py"
+    script.write_text(DYING_PARENT.format(experiments=os.path.join(ROOT, "experiments"), root=ROOT, out=str(out),
+                                          log=str(log), flags=[*TINY, "--epochs", "1000000", "--checkpoint-every", "20"]))
+    parent = subprocess.Popen([sys.executable, str(script)], env=ENV)
+    try:
+        wait_until(lambda: (out / rundir.CHECKPOINT).exists(), 60, "the trainer's first checkpoint")
+    finally:
+        parent.kill()
+        parent.wait()
+    wait_until(lambda: rundir.lock_holder(str(out)) is None, 60, "the trainer to stop")
+    assert json.loads((out / "config.json").read_text())["status"] == "interrupted"
+    assert re.search(r"interrupted at epoch \d+: checkpoint written", log.read_text()), log.read_text()
