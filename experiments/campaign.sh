@@ -2,7 +2,8 @@
 # The paper-scale campaign (registry group 'paper' of reproduce.py): start it, or resume every
 # unfinished run of it where its checkpoint is. One command, safe to repeat:
 #
-#     bash experiments/campaign.sh [DIR]      # DIR: $MIIII_CAMPAIGN, else ../miiii-campaign beside this checkout
+#     bash experiments/campaign.sh [DIR]         # DIR: $MIIII_CAMPAIGN, else ../miiii-campaign beside this checkout
+#     bash experiments/campaign.sh --stop [DIR]  # stop the runner and its runs at their checkpoints
 #
 # DIR/code  a frozen clone of this repository at the commit the campaign started from (a clone, not a
 #           `git worktree`: a worktree's registration lives in this checkout's .git and is lost with it)
@@ -13,7 +14,24 @@
 # results/runs/ and print the progress table with `python experiments/reproduce.py --sync DIR/runs`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
+stop=0
+if [ "${1:-}" = "--stop" ]; then stop=1; shift; fi
 dir="${1:-${MIIII_CAMPAIGN:-$(dirname "$here")/miiii-campaign}}"
+if [ "$stop" = 1 ]; then
+    # SIGTERM: the runner cancels its tasks, each trainer checkpoints and stops, then the runner exits
+    pid="$(cat "$dir/runner.pid" 2>/dev/null || true)"
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+        echo "campaign.sh: no runner is running in $dir"
+        exit 0
+    fi
+    kill -TERM "$pid"
+    for _ in $(seq 1 180); do
+        kill -0 "$pid" 2>/dev/null || { echo "campaign runner $pid stopped; its runs are at their checkpoints"; exit 0; }
+        sleep 1
+    done
+    echo "campaign.sh: the runner $pid has not stopped after 180 s (see $dir/runner.log)" >&2
+    exit 1
+fi
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 if [ ! -d "$dir/code/.git" ]; then
@@ -41,5 +59,6 @@ echo "$(date -u +%FT%TZ) runner starts at $(git rev-parse HEAD)" >> "$dir/runner
 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg \
     nohup nice -n 19 python3 experiments/reproduce.py --only paper --runs-dir "$dir/runs" --jobs 2 --threads 1 \
     >> "$dir/runner.log" 2>&1 &
+echo $! > "$dir/runner.pid"
 # the background runner inherits fd 9, so the lock is held until it (and the runs it started) end
 echo "campaign runner started in the background (pid $!); runs in $dir/runs, lines in $dir/runner.log"

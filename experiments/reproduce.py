@@ -19,6 +19,7 @@ checkpoints and the rest are ignored by git (see .gitignore).
 import argparse
 import os
 import shlex
+import signal
 import sys
 
 import registry
@@ -26,6 +27,12 @@ import runner  # first: it puts the repository root on sys.path
 import rundir
 
 ROOT = runner.ROOT
+
+
+def stop_on_sigterm(signum, frame):
+    """SIGTERM stops the runner as Ctrl-C does, its runs at their checkpoints: a runner started in the
+    background (campaign.sh) ignores SIGINT, and `kill PID` is how it is stopped."""
+    raise KeyboardInterrupt
 
 
 def missing_runs(runs, runs_dir):
@@ -97,6 +104,7 @@ def main(argv=None):
     todo = {} if args.report else missing_runs(runs, runs_dir)
     if todo:
         work_dir = os.path.abspath(args.work_dir) if args.work_dir else (runs_dir if args.runs_dir else None)
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
         try:
             with runner.connect(args.scheduler, args.jobs, args.threads) as client:
                 outcomes = runner.run_missing({k: runs[k] for k in todo}, client, runs_dir, work_dir, args.threads,

@@ -369,3 +369,34 @@ def test_a_trainer_whose_runner_is_killed_checkpoints_and_says_so(tmp_path):
     wait_until(lambda: rundir.lock_holder(str(out)) is None, 60, "the trainer to stop")
     assert json.loads((out / "config.json").read_text())["status"] == "interrupted"
     assert re.search(r"interrupted at epoch \d+: checkpoint written", log.read_text()), log.read_text()
+
+
+BACKGROUND_RUNNER = """
+import signal, sys
+sys.path.insert(0, {experiments!r})
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a job started with & by a script (campaign.sh)
+import registry, reproduce
+registry.select = lambda only=None: {{"long": ("test", {flags!r})}}
+sys.exit(reproduce.main(["--runs-dir", {runs!r}, "--jobs", "1", "--threads", "1"]))
+"""
+
+
+def test_sigterm_stops_a_background_runner_and_its_runs_at_their_checkpoints(tmp_path):
+    runs = tmp_path / "runs"
+    script = tmp_path / "runner.py"
+    script.write_text(BACKGROUND_RUNNER.format(experiments=os.path.join(ROOT, "experiments"), runs=str(runs),
+                                               flags=[*TINY, "--epochs", "1000000", "--no-analysis", "--checkpoint-every", "20"]))
+    proc = subprocess.Popen([sys.executable, str(script)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_until(lambda: (runs / "long" / rundir.CHECKPOINT).exists(), 60, "the run's first checkpoint")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "the runs stopped at their checkpoints" in err
+    assert rundir.lock_holder(str(runs / "long")) is None
+    assert json.loads((runs / "long" / "config.json").read_text())["status"] == "interrupted"
