@@ -85,6 +85,12 @@ def wait_until(condition, proc, what, timeout=120.0):
         time.sleep(0.005)
 
 
+def is_stopped(pid):
+    """The process is stopped (SIGSTOP has taken hold): state T in /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def holds_lock(out, proc):
     """The training holds the lock: the lock file names it (written once flock succeeded)."""
     try:
@@ -112,6 +118,7 @@ def test_a_second_writer_is_refused_and_changes_nothing(clean, tmp_path):
         wait_until(lambda: holds_lock(out, first) and rundir.has_checkpoint(out), first, "its first checkpoint")
         time.sleep(max(0.0, 0.5 - (time.monotonic() - began)))
         os.kill(first.pid, signal.SIGSTOP)
+        wait_until(lambda: is_stopped(first.pid), first, "the stop to take hold")  # kill() does not wait for it
         before = stat_tree(out)
         for extra in (FLAGS + ["--out", out], ["--resume", out, "--quiet"],
                       ["--resume", out, "--epochs", "400", "--quiet"],
