@@ -39,7 +39,8 @@ class UsageError(Exception):
 
 
 def to_host(a):
-    """Copy an array of the current backend to a numpy array (the only device->host path)."""
+    """Copy an array of the current backend to a numpy array (the model's device->host path; fourier.py,
+    which knows no backend, copies its few results with fourier.host)."""
     return xp.asnumpy(a) if hasattr(xp, "asnumpy") else np.asarray(a)
 
 

@@ -161,9 +161,7 @@ def test_a_run_another_process_is_training_is_not_started_again(cluster, tmp_pat
     assert not started_events(cluster["client"], "busy")
     assert not (tmp_path / "results" / "busy").exists() and os.listdir(d) == ["lock"]
     # the task checks again on its worker (the lock may be taken after submission): it starts nothing
-    spec = {"name": "busy", "flags": runs["busy"][1], "threads": 1, "work_dir": str(d.parent), "heartbeat": False,
-            "with_params": False, "token": "t", "poll_s": 0.2, "lock_wait_s": 0.5}
-    result = runner.train_run(spec)
+    result = runner.train_run(tiny_spec("busy", d.parent, runs["busy"][1], poll_s=0.2))
     assert (result["status"], result["holder"]) == ("locked", f"process {holder.pid}")
     assert os.listdir(d) == ["lock"] and holder.poll() is None
 
@@ -278,6 +276,7 @@ def test_a_killed_workers_run_is_finished_by_the_other_worker_and_leaves_no_trai
 
 
 def tiny_spec(name, work_dir, flags, poll_s=0.05):
+    """A task's spec as run_missing makes it, for calling train_run directly."""
     return {"name": name, "flags": flags, "threads": 1, "work_dir": str(work_dir), "heartbeat": False,
             "with_params": False, "token": "t", "poll_s": poll_s, "lock_wait_s": 0.5}
 
