@@ -403,6 +403,26 @@ def resume_records(run_dir, records):
         os.remove(path)
 
 
+def forget_lost_copies(run_dir):
+    """Rewrite run_dir's checkpoint so that it lists only the parameter copies that are on disk, for a
+    run carried to another machine without them (experiments/campaign.py carries a run's checkpoint and
+    records; its copies, ~4 MB each, stay behind). The state to continue from is not touched, so the
+    run goes on bit-identically and writes its later copies as usual. Returns {kind: [epochs lost]}."""
+    path = os.path.join(run_dir, CHECKPOINT)
+    meta, state = read_checkpoint(path)
+    on_disk = state.get("records", {}).get("on_disk", {})
+    lost = {}
+    for kind in COPIES:
+        epochs = np.asarray(on_disk.get(kind, []), dtype=np.int64)
+        present = np.array([os.path.exists(copy_path(run_dir, kind, e)) for e in epochs], dtype=bool)
+        if not present.all():
+            lost[kind] = epochs[~present].tolist()
+            on_disk[kind] = epochs[present]
+    if lost:
+        write_checkpoint(path, state, meta)
+    return lost
+
+
 def load_copies(run_dir, kind, names):
     """{epoch: params} of one kind of parameter copy in run_dir (older runs' progress_params.npz
     included); RunError when a copy lacks one of `names`."""

@@ -5,6 +5,9 @@
 #     bash experiments/campaign.sh [DIR]         # DIR: $MIIII_CAMPAIGN, else ../miiii-campaign beside this checkout
 #     bash experiments/campaign.sh --stop [DIR]  # stop the runner and its runs at their checkpoints
 #
+# Runs carried in results/campaign_state/ (python experiments/campaign.py --carry, committed) are put
+# back first where DIR lacks them, and a new DIR/code is frozen at the carried commit.
+#
 # DIR/code  a frozen clone of this repository at the commit the campaign started from (a clone, not a
 #           `git worktree`: a worktree's registration lives in this checkout's .git and is lost with it)
 # DIR/runs  the run directories (outside the working tree; checkpoints live here)
@@ -34,8 +37,15 @@ if [ "$stop" = 1 ]; then
 fi
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
+state="$here/results/campaign_state/state.json"
 if [ ! -d "$dir/code/.git" ]; then
-    commit="$(git -C "$here" rev-parse HEAD)"
+    # a campaign carried from another machine (campaign.py --carry) goes on from its own commit
+    commit="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["code_commit"])' "$state" 2>/dev/null \
+              || git -C "$here" rev-parse HEAD)"
+    if ! git -C "$here" cat-file -e "$commit^{commit}" 2>/dev/null; then
+        echo "campaign.sh: $state names commit $commit, which this repository lacks" >&2
+        exit 2
+    fi
     if [ -n "$(git -C "$here" status --porcelain --untracked-files=no)" ]; then
         echo "campaign.sh: $here has uncommitted changes; the campaign starts from a commit (commit first)" >&2
         exit 2
@@ -54,6 +64,8 @@ if ! flock -n 9; then
     echo "campaign.sh: a runner is already running in $dir (see $dir/runner.log)"
     exit 0
 fi
+# runs carried from a machine that was not kept come back where this one lacks them (campaign.py)
+python3 "$here/experiments/campaign.py" "$dir" --restore | tee -a "$dir/runner.log"
 cd "$dir/code"
 echo "$(date -u +%FT%TZ) runner starts at $(git rev-parse HEAD)" >> "$dir/runner.log"
 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg \
