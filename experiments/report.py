@@ -812,11 +812,17 @@ def paper_scale_section(runs):
              "at the paper's p; they are the headline. A claim appears once its runs have finished.", ""]
     if os.path.exists(PROGRESS_TABLE):
         with open(PROGRESS_TABLE) as f:
-            table = [line.rstrip("\n") for line in f if line.startswith("|")]
+            text = [line.rstrip("\n") for line in f]
+        table = [line for line in text if line.startswith("|")]
+        carried = [line for line in text if line.startswith("- `")]  # runs carried from one machine to the next
         lines += ["The campaign's runs (`python experiments/campaign.py --sync` wrote this table; "
                   "`bash experiments/campaign.sh` resumes what stopped; its machines and restarts: docs/experiments.md, "
                   "*This repository's campaign so far*; each run's wall.json names the machine and commit of every "
                   "piece):", ""] + table + [""]
+        if carried:
+            lines += ["Carried from a machine that was not kept to the next (`campaign.py --carry`, then `--restore`; "
+                      "training goes on bit-identically, the parameter copies for the progress measures stay behind):",
+                      ""] + carried + [""]
     rows, verdicts = judged_rows(paper, prefix=PAPER_PREFIX)
     lines += (TABLE_HEAD + rows + [""]) if rows else ["No claim is judged here yet: no campaign run has finished.", ""]
     pending = [claim for claim, _, judge in CLAIMS if judge not in CPU_ONLY and judge(paper) is None]
@@ -847,8 +853,9 @@ def write_results(path=os.path.join(ROOT, "RESULTS.md")):
              "BLAS thread each, then writes this file and `docs/results/`); `--report` only redraws from the "
              "committed run directories in `results/runs/` (config.json, metrics.npz, the analysis records, "
              "analysis.json, wall.json), `--commands` prints the runs' plain `python miiii.py` commands. "
-             "Machines: 2-core x86 CPUs with AVX-512 (an AMD EPYC for sections 1-6, an Intel Xeon for the "
-             "campaign of section 0; each run's wall.json names its machine), NumPy with OpenBLAS, no GPU (none "
+             "Machines: 2-core x86 CPUs with AVX-512 (an AMD EPYC for sections 1-6; for the campaign of section 0 "
+             "whichever machine each working session had, an Intel Xeon or an AMD EPYC; each run's wall.json names "
+             "its machine), NumPy with OpenBLAS, no GPU (none "
              "was lent to the sessions that made these runs). Section 0 judges the talk's claims at its own configuration (p = 113, 65,536 "
              "epochs) as the campaign's runs finish; section 2 judges them at CPU scale (p = 61), where some "
              "verdicts depend on that choice (they say so)."
