@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 
+import fft_analysis
 import miiii
 import rundir
 from run_files import cli_args, main_stopped_at
@@ -53,6 +54,9 @@ def test_a_carried_run_goes_on_bit_identically_without_its_parameter_copies(tmp_
     # the copies after the carry are written as usual; the lost ones stay lost
     assert copy_epochs(run) == [e for e in copy_epochs(whole) if e >= 36] != []
     assert rundir.load_json(run / rundir.CONFIG)["status"] == "complete"
+    # the runner's next step on a finished run: its analysis, progress measures from the copies it has
+    assert fft_analysis.main([str(run)]) == 0
+    assert rundir.load_npz(str(run / rundir.PROGRESS))["epochs"].tolist() == copy_epochs(run)
 
     assert campaign.restore(str(new), str(state)) == []  # the new machine has the run now: left alone
     assert len(campaign.restores(run)) == 1
