@@ -210,6 +210,14 @@ def main(argv=None):
     ap.add_argument("--carry", action="store_true", help=f"--sync, and carry the unfinished runs into {STATE_DIR}")
     ap.add_argument("--restore", action="store_true", help=f"put the runs of {STATE_DIR} back where DIR lacks them")
     args = ap.parse_args(argv)
+    try:
+        return campaign(args)
+    except (rundir.RunError, rundir.WriteError, OSError) as e:  # a damaged file, a full disk: one line
+        print(f"campaign.py: error: {e}", file=sys.stderr)
+        return 1
+
+
+def campaign(args):
     runs_dir = os.path.join(args.dir, "runs")
     if args.restore:
         os.makedirs(runs_dir, exist_ok=True)
@@ -236,8 +244,7 @@ def main(argv=None):
         if carried_lines(runs_dir):
             lines += ["Runs carried from one machine to the next (experiments/campaign.py --carry, --restore):", "",
                       *carried_lines(runs_dir), ""]
-        with open(os.path.join(ROOT, PROGRESS_TABLE), "w") as f:
-            f.write("\n".join(lines))
+        rundir.atomic_write(os.path.join(ROOT, PROGRESS_TABLE), lambda f: f.write("\n".join(lines).encode()))
         print(f"wrote {PROGRESS_TABLE}" + (f"; copied {', '.join(copied)}" if copied else "; no run finished yet"))
     if args.carry:
         carried = carry(args.dir)

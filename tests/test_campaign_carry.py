@@ -70,3 +70,14 @@ def test_carry_drops_a_finished_run_and_restore_without_a_state_does_nothing(tmp
     assert campaign.carry(str(tmp_path / "camp"), str(state)) == {}
     assert sorted(os.listdir(state)) == [campaign.STATE]
     assert campaign.restore(str(tmp_path / "other"), str(tmp_path / "nothing")) == []
+
+
+def test_a_damaged_carried_state_is_one_line_and_nothing_restored(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(campaign, "ROOT", str(tmp_path))  # the repository whose results/campaign_state/ is read
+    state = tmp_path / campaign.STATE_DIR
+    state.mkdir(parents=True)
+    (state / campaign.STATE).write_text('{"code_commit": "abc", "runs": {"paper-miiii-s0"')  # cut short
+    assert campaign.main([str(tmp_path / "camp"), "--restore"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "state.json: damaged" in err
+    assert os.listdir(tmp_path / "camp" / "runs") == []
