@@ -35,7 +35,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (HERE, ROOT) if p not in sys.path]
 import rundir  # noqa: E402
 from registry import PAPER_TIERS, RUNS, paper_runs, wanted_epochs  # noqa: E402
-from runner import SMALL_OUTPUTS  # noqa: E402 (what is committed of a finished run, as of every run)
+from runner import SMALL_OUTPUTS, machine  # noqa: E402 (what is committed of a finished run, as of every run)
 
 DEFAULT_DIR = os.path.join(os.path.dirname(ROOT), "miiii-campaign")
 # the runs whose params.npz is copied too: the figures need them
@@ -110,15 +110,6 @@ def sync(runs_dir):
         rundir.write_files(os.path.join(ROOT, RUNS, name), rundir.read_files(src, files))
         copied.append(name)
     return copied
-
-
-def machine():
-    """This machine in a few words (the CPU model), for the record of where a state was carried from."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    except OSError:
-        return "?"
 
 
 def carry(campaign_dir, state_dir=None):

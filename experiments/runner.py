@@ -101,14 +101,24 @@ def checkpoint_epoch(run_dir):
 
 
 def machine():
-    """'N cores' and, where Linux says it, the CPU's model name."""
-    model = ""
+    """'N cores' and, where Linux says it, the CPU's model name, family and model, and its widest vector
+    instructions (a virtual machine's model name alone, 'AMD EPYC', names several generations)."""
+    info = {}
     try:
         with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+            for line in f:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor is enough
+                info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return f"{os.cpu_count()} cores" + (f", {model}" if model else "")
+    flags = info.get("flags", "").split()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+    detail = ", ".join(x for x in (info.get("cpu family") and f"family {info['cpu family']} model {info.get('model')}",
+                                   simd) if x)
+    model = info.get("model name", "")
+    return f"{os.cpu_count()} cores" + (f", {model}" if model else "") + (f" ({detail})" if detail else "")
 
 
 @functools.lru_cache(maxsize=None)
