@@ -112,6 +112,12 @@ def sync(runs_dir):
     return copied
 
 
+def frozen_commit(campaign_dir):
+    """The commit of the campaign's frozen code, DIR/code ('' where there is none)."""
+    return subprocess.run(["git", "-C", os.path.join(campaign_dir, "code"), "rev-parse", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+
+
 def carry(campaign_dir, state_dir=None):
     """Copy each unfinished campaign run's checkpoint, config, wall time, carried.json and record
     segments into state_dir/<name>/ (replacing what is there; runs no longer unfinished are dropped),
@@ -142,10 +148,8 @@ def carry(campaign_dir, state_dir=None):
     for name in os.listdir(state_dir):
         if name not in carried and os.path.isdir(os.path.join(state_dir, name)):
             shutil.rmtree(os.path.join(state_dir, name))
-    code = os.path.join(campaign_dir, "code")
-    commit = subprocess.run(["git", "-C", code, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     rundir.save_json(os.path.join(state_dir, STATE), {
-        "code_commit": commit, "carried": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "code_commit": frozen_commit(campaign_dir), "carried": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(), "runs": carried})
     return carried
 
@@ -153,9 +157,14 @@ def carry(campaign_dir, state_dir=None):
 def restore(campaign_dir, state_dir=None):
     """Put each carried run back into campaign_dir/runs/ where that directory lacks it (a machine that
     was not kept), with its checkpoint rewritten to forget the parameter copies left behind, and an
-    entry in its carried.json. A run the campaign has already is left alone. Returns the names restored."""
+    entry in its carried.json. A run the campaign has already is left alone, and so is a campaign whose
+    frozen code is not the carried one (another campaign: campaign.sh --fresh). Returns the names restored."""
     state_dir = state_dir or os.path.join(ROOT, STATE_DIR)
     state = rundir.load_json(os.path.join(state_dir, STATE)) if os.path.exists(os.path.join(state_dir, STATE)) else {}
+    if state and state.get("code_commit") != frozen_commit(campaign_dir):
+        print(f"campaign.py: {campaign_dir}/code is not at the carried commit {state.get('code_commit')}: "
+              f"a campaign of its own, nothing restored into it", file=sys.stderr)
+        return []
     restored = []
     for name, epoch in state.get("runs", {}).items():
         dst = os.path.join(campaign_dir, "runs", name)

@@ -4,9 +4,11 @@
 #
 #     bash experiments/campaign.sh [DIR]         # DIR: $MIIII_CAMPAIGN, else ../miiii-campaign beside this checkout
 #     bash experiments/campaign.sh --stop [DIR]  # stop the runner and its runs at their checkpoints
+#     bash experiments/campaign.sh --fresh [DIR] # a campaign of your own: the carried state is not used
 #
 # Runs carried in results/campaign_state/ (python experiments/campaign.py --carry, committed) are put
-# back first where DIR lacks them, and a new DIR/code is frozen at the carried commit.
+# back first where DIR lacks them, and a new DIR/code is frozen at the carried commit (so a clone of
+# this repository goes on with the campaign its RESULTS.md reports; --fresh starts one from HEAD).
 #
 # DIR/code  a frozen clone of this repository at the commit the campaign started from (a clone, not a
 #           `git worktree`: a worktree's registration lives in this checkout's .git and is lost with it)
@@ -14,11 +16,15 @@
 # DIR/logs  one log per run;  DIR/runner.log  the runner's own lines
 # The runner runs under nice -n 19, two runs at a time with one BLAS thread each, in the background;
 # a second invocation while one is running says so and exits 0. Copy what has finished into
-# results/runs/ and print the progress table with `python experiments/reproduce.py --sync DIR/runs`.
+# results/runs/ and write the progress table with `python experiments/campaign.py DIR --sync`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-stop=0
-if [ "${1:-}" = "--stop" ]; then stop=1; shift; fi
+stop=0 fresh=0
+case "${1:-}" in
+    --stop) stop=1; shift ;;
+    --fresh) fresh=1; shift ;;
+    -*) echo "campaign.sh: unknown option ${1} (--stop, --fresh or a directory)" >&2; exit 2 ;;
+esac
 dir="${1:-${MIIII_CAMPAIGN:-$(dirname "$here")/miiii-campaign}}"
 if [ "$stop" = 1 ]; then
     # SIGTERM: the runner cancels its tasks, each trainer checkpoints and stops, then the runner exits
@@ -38,6 +44,13 @@ fi
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 state="$here/results/campaign_state/state.json"
+if [ "$fresh" = 1 ]; then
+    if [ -d "$dir/runs" ] && [ -n "$(ls -A "$dir/runs")" ]; then
+        echo "campaign.sh: $dir already holds a campaign; --fresh starts one in a new directory" >&2
+        exit 2
+    fi
+    state=/dev/null
+fi
 if [ ! -d "$dir/code/.git" ]; then
     # a campaign carried from another machine (campaign.py --carry) goes on from its own commit
     commit="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["code_commit"])' "$state" 2>/dev/null \
@@ -65,7 +78,9 @@ if ! flock -n 9; then
     exit 0
 fi
 # runs carried from a machine that was not kept come back where this one lacks them (campaign.py)
-python3 "$here/experiments/campaign.py" "$dir" --restore | tee -a "$dir/runner.log"
+if [ "$state" != /dev/null ]; then
+    python3 "$here/experiments/campaign.py" "$dir" --restore | tee -a "$dir/runner.log"
+fi
 cd "$dir/code"
 echo "$(date -u +%FT%TZ) runner starts at $(git rev-parse HEAD)" >> "$dir/runner.log"
 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg \

@@ -81,3 +81,12 @@ def test_a_damaged_carried_state_is_one_line_and_nothing_restored(tmp_path, monk
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "state.json: damaged" in err
     assert os.listdir(tmp_path / "camp" / "runs") == []
+
+
+def test_a_campaign_on_other_code_gets_nothing_carried(tmp_path, capsys):
+    state = tmp_path / "state"
+    (state / NAME).mkdir(parents=True)
+    rundir.save_json(str(state / campaign.STATE), {"code_commit": "0" * 40, "runs": {NAME: 36}})
+    assert campaign.restore(str(tmp_path / "camp"), str(state)) == []  # its code (none here) is not 000...
+    assert "not at the carried commit" in capsys.readouterr().err
+    assert not (tmp_path / "camp" / "runs" / NAME).exists()
