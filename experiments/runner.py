@@ -50,9 +50,10 @@ SMALL_OUTPUTS = (rundir.METRICS, *rundir.SERIES.values(), rundir.PROGRESS, rundi
 PROGRESS_TOPIC = "miiii-progress"  # the Dask event topic of train_run's progress
 POLL_S = 5.0  # how often a task looks at its trainer (progress from the checkpoint)
 # The local cluster's housekeeping, slowed: its tasks are hours-long trainers, so nothing is lost, and
-# the defaults (a 10 ms statistical profiler of every thread, a 20 ms event-loop tick, 0.5 s system and
-# memory monitors) took 6.5-7.5 % of a core with two runs in flight, these 0.5 % (2026-12-03, the 2-core
-# AMD EPYC, an in-process cluster watching two 60 s subprocesses; 40 s of process time each).
+# the defaults (a 10 ms statistical profiler of every thread, a 20 ms event-loop tick, a 0.5 s system
+# and a 0.1 s memory monitor) took 6.5-7.5 % of a core with two runs in flight, these 0.5 % (an
+# in-process cluster watching two 60 s subprocesses, 40 s of process time each; the campaign's runner,
+# watching its two trainers, went from 5.3 % to 0.9 %; 2-core AMD EPYC, 2026-12-03).
 QUIET_LOCAL_CLUSTER = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
                        "distributed.admin.system-monitor.interval": "5s",
                        "distributed.worker.memory.monitor-interval": "5s", "distributed.scheduler.work-stealing": False}
@@ -114,11 +115,10 @@ def machine():
     except OSError:
         pass
     flags = info.get("flags", "").split()
-    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
-    detail = ", ".join(x for x in (info.get("cpu family") and f"family {info['cpu family']} model {info.get('model')}",
-                                   simd) if x)
+    detail = [f"family {info['cpu family']} model {info.get('model')}"] if "cpu family" in info else []
+    detail += ["AVX-512"] if "avx512f" in flags else ["AVX2"] if "avx2" in flags else []
     model = info.get("model name", "")
-    return f"{os.cpu_count()} cores" + (f", {model}" if model else "") + (f" ({detail})" if detail else "")
+    return f"{os.cpu_count()} cores" + (f", {model}" if model else "") + (f" ({', '.join(detail)})" if detail else "")
 
 
 @functools.lru_cache(maxsize=None)
