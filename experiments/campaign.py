@@ -112,6 +112,10 @@ def sync(runs_dir):
     return copied
 
 
+def utc_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def frozen_commit(campaign_dir):
     """The commit of the campaign's frozen code, DIR/code ('' where there is none)."""
     return subprocess.run(["git", "-C", os.path.join(campaign_dir, "code"), "rev-parse", "HEAD"],
@@ -129,9 +133,8 @@ def carry(campaign_dir, state_dir=None):
     os.makedirs(state_dir, exist_ok=True)
     for name in paper_runs():
         src, dst = os.path.join(runs_dir, name), os.path.join(state_dir, name)
-        config = rundir.read_config(src)
-        if not config or config.get("status") == "complete" or not os.path.exists(os.path.join(src, rundir.CHECKPOINT)):
-            continue
+        if rundir.run_status(src, ())[0] != "interrupted" or not os.path.exists(os.path.join(src, rundir.CHECKPOINT)):
+            continue  # nothing to go on from (a checkpoint.prev.npz alone is not carried)
         tmp = dst + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         # the checkpoint first, the segments after: each segment it knows was written before it, and one
@@ -149,7 +152,7 @@ def carry(campaign_dir, state_dir=None):
         if name not in carried and os.path.isdir(os.path.join(state_dir, name)):
             shutil.rmtree(os.path.join(state_dir, name))
     rundir.save_json(os.path.join(state_dir, STATE), {
-        "code_commit": frozen_commit(campaign_dir), "carried": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "code_commit": frozen_commit(campaign_dir), "carried": utc_now(),
         "machine": machine(), "runs": carried})
     return carried
 
@@ -175,7 +178,7 @@ def restore(campaign_dir, state_dir=None):
         shutil.copytree(src, tmp)
         lost = rundir.forget_lost_copies(tmp)
         entries = restores(tmp)
-        entries.append({"restored": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+        entries.append({"restored": utc_now(), "machine": machine(),
                         "epoch": epoch, "carried": state.get("carried"), "carried_from": state.get("machine"),
                         "code_commit": state.get("code_commit"), "copies_lost": lost})
         rundir.save_json(os.path.join(tmp, CARRIED), {"restores": entries})
@@ -241,9 +244,10 @@ def campaign(args):
                  "counts every piece (a piece ends with the session that ran it; `bash experiments/campaign.sh` "
                  "resumes from the checkpoint, bit-identically). Finished runs are copied into results/runs/.", ""]
         lines += table + [""]
-        if carried_lines(runs_dir):
+        restored = carried_lines(runs_dir)
+        if restored:
             lines += ["Runs carried from one machine to the next (experiments/campaign.py --carry, --restore):", "",
-                      *carried_lines(runs_dir), ""]
+                      *restored, ""]
         rundir.atomic_write(os.path.join(ROOT, PROGRESS_TABLE), lambda f: f.write("\n".join(lines).encode()))
         print(f"wrote {PROGRESS_TABLE}" + (f"; copied {', '.join(copied)}" if copied else "; no run finished yet"))
     if args.carry:
