@@ -33,6 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [p for p in (HERE, ROOT) if p not in sys.path]
+import fft_analysis  # noqa: E402
 import rundir  # noqa: E402
 from registry import PAPER_TIERS, RUNS, paper_runs, wanted_epochs  # noqa: E402
 from runner import SMALL_OUTPUTS, machine  # noqa: E402 (what is committed of a finished run, as of every run)
@@ -82,8 +83,7 @@ def progress_rows(runs_dir):
         if r is None:
             rows.append(f"| `{name}` | {PAPER_TIERS[name][0]} | not started | 0 / {planned:,} | - | - | - |")
             continue
-        va = r["metrics"]["valid_acc"][-1] if r["metrics"] is not None and len(r["metrics"]["epochs"]) else None
-        acc = "-" if va is None else f"{va.min():.3f} / {va.mean():.3f} ({int((va >= 0.95).sum())} of {len(va)})"
+        acc = "-" if r["metrics"] is None or not len(r["metrics"]["epochs"]) else accuracy_cell(r)
         reached = "-" if r["epoch"] is None else f"{r['epoch']:,}"
         rows.append(f"| `{name}` | {PAPER_TIERS[name][0]} | {r['status']} | {reached} / {planned:,} | {acc} | "
                     f"{r['seconds'] / 3600:.2f} h in {r['pieces']} piece(s) | "
@@ -91,8 +91,19 @@ def progress_rows(runs_dir):
     return rows
 
 
+def accuracy_cell(r):
+    """valid acc min / mean at the last log, and the tasks staying >= 0.95 by then in the order they got there:
+    a running campaign shows already which tasks came first."""
+    va = r["metrics"]["valid_acc"]  # (L, T)
+    grok = fft_analysis.grokking_epochs(r["metrics"]["epochs"], va, 0.95)
+    order = fft_analysis.grokking_order(r["config"]["moduli"], grok)
+    listed = f": q = {', '.join(map(str, order))}" if 0 < len(order) < va.shape[1] else ""
+    return f"{va[-1].min():.3f} / {va[-1].mean():.3f} ({len(order)} of {va.shape[1]}{listed})"
+
+
 def progress_table(runs_dir):
-    return ["| run | tier | status | epoch reached / planned | valid acc min / mean (tasks >= 0.95) | wall time so "
+    return ["| run | tier | status | epoch reached / planned | valid acc min / mean (tasks staying >= 0.95, in the "
+            "order they got there) | wall time so "
             "far | last written (UTC) |", "|---|---|---|---|---|---|---|"] + progress_rows(runs_dir)
 
 
